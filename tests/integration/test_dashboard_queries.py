@@ -1,0 +1,134 @@
+"""Every dashboard panel query returns data from a real Prometheus scraping a real exporter.
+
+The stack (deploy/stack.py `LocalStack`): sandbox ISS -> exporter -> Prometheus 2.42, all on
+loopback with a fast shared clock starting at 12:04 MSK (every market in session). Two sandbox
+faults make the "something is wrong" panels non-empty as well: one dropped probe bucket
+(missing intervals, missing buckets now) and HTTP 500 on one pair (poll errors by reason).
+Each query runs as an instant query with the template variables replaced by concrete values;
+an empty result means an empty panel in Grafana (a typo in a metric or label, or a metric the
+exporter does not expose).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD_DIR = REPO / "grafana" / "dashboards"
+MARKETS = {"eq", "fx", "fo"}
+
+# Instant-query values for Grafana's variables; the scrape interval of the test is 1 s.
+SUBSTITUTIONS = {
+    "market": "eq|fx|fo",
+    "endpoint": ".*",
+    "__range": "1h",
+    "__rate_interval": "10s",
+    "__interval": "2s",
+}
+
+# Queries that legitimately return nothing here: ALERTS only has series while an alert
+# fires, and this test loads no alert that is guaranteed to fire within its time budget
+# (the end-to-end alert tests cover that path). They must still run without error.
+ALLOWED_EMPTY = {
+    "algopack-overview:17:A",  # Firing alerts: ALERTS{alertstate="firing"}
+}
+
+# Queries whose series exist only for the faulted pair, so they need not cover every market.
+FAULT_SCOPED = {
+    "algopack-overview:18:A",  # missing buckets now: the dropped eq/tradestats bucket
+    "algopack-health:21:B",  # poll errors: the fx/orderstats pair answering HTTP 500
+}
+
+DROPPED = {"market": "eq", "dataset": "tradestats", "intervals": ["12:10"]}
+FAILING = {"market": "fx", "dataset": "orderstats", "status": 500}
+
+_MISSING = [name for name in ("sandbox.iss", "exporter.__main__", "deploy.stack")
+            if importlib.util.find_spec(name) is None]
+
+pytestmark = pytest.mark.integration
+
+
+def substitute(expr: str) -> str:
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        return SUBSTITUTIONS.get(name, match.group(0))
+
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)", repl, expr)
+
+
+def dashboard_queries() -> dict[str, str]:
+    """'uid:panel:refId' -> PromQL with variables substituted, for every panel target."""
+    queries = {}
+    for path in sorted(DASHBOARD_DIR.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        panels = []
+        for panel in dashboard["panels"]:
+            panels.append(panel)
+            panels.extend(panel.get("panels", []))
+        for panel in panels:
+            for target in panel.get("targets", []):
+                queries[f"{dashboard['uid']}:{panel['id']}:{target['refId']}"] = substitute(target["expr"])
+    return queries
+
+
+def test_allowed_empty_and_fault_scoped_queries_exist():
+    """The exemption lists name real panels (a renumbered panel must not dodge the check)."""
+    queries = dashboard_queries()
+    assert ALLOWED_EMPTY <= set(queries)
+    assert FAULT_SCOPED <= set(queries)
+    assert 'alertstate="firing"' in queries["algopack-overview:17:A"]
+
+
+@pytest.mark.timeout(180)
+# Temporary, while the exporter and sandbox ISS are being written; remove once they exist.
+@pytest.mark.skipif(bool(_MISSING), reason=f"not importable yet: {', '.join(_MISSING)}")
+def test_every_panel_query_returns_data(tmp_path):
+    from deploy.stack import LocalStack
+
+    queries = dashboard_queries()
+    required = set(queries) - ALLOWED_EMPTY
+    results: dict[str, list] = {}
+    with LocalStack(tmp_path, clock_speed=30, components=("iss", "exporter", "prometheus"),
+                    scrape_interval="1s", eval_interval="1s") as stack:
+        stack.iss_fault(drop_intervals=DROPPED, http_error=FAILING)
+        # 12:10 is due at 12:11 MSK (grace), i.e. ~14 s of real time after the start.
+        deadline = time.monotonic() + 90
+        while True:
+            for key, expr in queries.items():
+                # Raises on a query error, so the allowed-empty ones are checked to run, too.
+                results[key] = stack.prom_query(expr)
+            pending = [key for key in sorted(required) if not _complete(key, results[key])]
+            if not pending or time.monotonic() > deadline:
+                break
+            dead = [name for name, ok in stack.alive().items() if not ok]
+            assert not dead, f"died: {dead}\n" + "\n".join(stack.log_tail(n) for n in dead)
+            time.sleep(2)
+        logs = "" if not pending else f"\n--- exporter log ---\n{stack.log_tail('exporter', 30)}"
+
+    report = "\n".join(f"{key}: {_summary(results[key])}\n    {queries[key]}" for key in pending)
+    assert not pending, f"panel queries without (complete) data:\n{report}{logs}"
+    assert any(r["metric"].get("reason") for r in results["algopack-health:21:B"])
+    missing_now = {(r["metric"]["market"], r["metric"]["endpoint"], r["metric"]["interval"])
+                   for r in results["algopack-overview:18:A"]}
+    assert ("eq", "tradestats", "12:10") in missing_now
+
+
+def _complete(key: str, result: list) -> bool:
+    """Non-empty, and where series carry a market label, every market is there."""
+    if not result:
+        return False
+    markets = {r["metric"]["market"] for r in result if "market" in r["metric"]}
+    return key in FAULT_SCOPED or not markets or markets == MARKETS
+
+
+def _summary(result: list) -> str:
+    if not result:
+        return "no series"
+    markets = sorted({r["metric"].get("market", "-") for r in result})
+    return f"{len(result)} series, markets {markets}"
