@@ -1,0 +1,96 @@
+"""Wiring: config → ISS client, calendar, state, poller, scheduler, collector, HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from prometheus_client import ProcessCollector
+from prometheus_client.registry import CollectorRegistry
+
+from .calendar import CalendarStore
+from .clock import Clock
+from .collector import AlgopackCollector
+from .http import ExporterHTTPServer
+from .iss import IssClient, IssStats
+from .poller import Poller
+from .scheduler import PollScheduler
+from .state import StateStore
+
+log = logging.getLogger("exporter")
+
+READY_AFTER_SECONDS = 60.0  # real seconds; ready anyway if ISS is slow to answer the first polls
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class ExporterApp:
+    def __init__(self, config, clock: Clock):
+        self.config = config
+        self.clock = clock
+        self.stats = IssStats()
+        self.client = IssClient(config.iss, self.stats)
+        self.calendars = CalendarStore(str(config.calendar.file))
+        self.store = StateStore(config.enabled_pairs())
+        self.poller = Poller(config, self.client, self.calendars, clock, self.store)
+        self.scheduler = PollScheduler(self.poller, clock, max_workers=config.poll.max_workers)
+        markets = sorted({market for market, _ in config.enabled_pairs()})
+        self.collector = AlgopackCollector(self.store, self.calendars, clock, self.stats,
+                                           config.delay_threshold_seconds, config.poll.publish_grace_seconds,
+                                           markets)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)
+        self.http: ExporterHTTPServer | None = None
+        self._started = 0.0
+        self._stop = threading.Event()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def start(self, listen_address: str) -> None:
+        self.calendars.on_reload.append(self._calendar_changed)
+        self.calendars.start_watching(self.config.calendar.reload_interval_seconds)
+        self.http = ExporterHTTPServer(split_address(listen_address), self.registry, self.scheduler.jobs,
+                                       self.ready)
+        self.http.start()
+        self._started = time.monotonic()
+        self.scheduler.start()
+        log.info("exporter listening url=%s pairs=%d", self.http.url, len(self.store.snapshot.pairs))
+
+    def ready(self) -> bool:
+        if not self.scheduler.scheduler.running:
+            return False
+        if time.monotonic() - self._started > READY_AFTER_SECONDS:
+            return True
+        now = self.clock.now()
+        # Ready once every pair that should have been polled at start has been.
+        return all(state.polled or not self.scheduler.polled_at_start(state.pair, now)
+                   for state in self.store.snapshot.pairs.values())
+
+    def _calendar_changed(self, *_args) -> None:
+        log.info("calendar reloaded; re-planning polls")
+        self.scheduler.replan_all()
+
+    def wait(self) -> None:
+        while not self._stop.wait(1.0):
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.scheduler.shutdown()
+        self.calendars.stop()
+        if self.http is not None:
+            self.http.stop()
+
+    # ---- one-shot -------------------------------------------------------------------
+
+    def poll_all_once(self) -> bool:
+        """Poll every enabled pair once, whatever the session; True if all succeeded."""
+        ok = True
+        for pair in self.store.snapshot.pairs:
+            ok = self.poller.poll(pair, force=True).up and ok
+        return ok

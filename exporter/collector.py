@@ -1,0 +1,187 @@
+"""Snapshot → Prometheus metric families. The scrape never calls ISS.
+
+Sample of the exposition (one market, one endpoint shown):
+
+    algopack_session_open{market="eq"} 1.0
+    algopack_session_start_timestamp_seconds{market="eq"} 1.7640540e+09
+    algopack_session_elapsed_seconds{market="eq"} 9000.0
+    algopack_last_tradetime_timestamp_seconds{endpoint="tradestats",market="eq"} 1.7640630e+09
+    algopack_last_systime_timestamp_seconds{endpoint="tradestats",market="eq"} 1.764063011e+09
+    algopack_lag_seconds{endpoint="tradestats",market="eq"} 49.0
+    algopack_publish_delay_seconds{endpoint="tradestats",market="eq"} 11.0
+    algopack_missing_intervals{endpoint="tradestats",market="eq"} 0.0
+    algopack_up{endpoint="tradestats",market="eq"} 1.0
+    algopack_polls_total{endpoint="tradestats",market="eq"} 31.0
+    algopack_poll_errors_total{endpoint="tradestats",market="eq",reason="http"} 0.0
+
+Values that depend on "now" (session state, lag, missing intervals, hi2 expected) are
+computed here from the snapshot and the shared clock, so they are exact at scrape time.
+Unknown values are NaN (comparisons with NaN are false, so no alert fires on ignorance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from . import __version__, checks
+from .calendar import Calendar, CalendarStore
+from .clock import Clock
+from .iss import IssStats
+from .state import ERROR_REASONS, PairState, StateStore
+
+NAN = math.nan
+INTRADAY = ("tradestats", "orderstats", "obstats", "futoi")
+MAX_MISSING_SERIES = 200  # per pair; a whole stopped day is ~170 buckets
+
+
+def _value(value: float | None) -> float:
+    return NAN if value is None else float(value)
+
+
+class AlgopackCollector(Collector):
+    def __init__(self, store: StateStore, calendars: CalendarStore, clock: Clock, stats: IssStats,
+                 delay_threshold_seconds: float, publish_grace_seconds: float, markets: Iterable[str]):
+        self.store = store
+        self.calendars = calendars
+        self.clock = clock
+        self.stats = stats
+        self.delay_threshold_seconds = float(delay_threshold_seconds)
+        self.publish_grace_seconds = float(publish_grace_seconds)
+        self.markets = tuple(markets)
+
+    def describe(self):
+        return []  # families are dynamic; skip the registration-time collect()
+
+    def collect(self):
+        snapshot = self.store.snapshot
+        calendar = self.calendars.current
+        now = self.clock.now()
+        now_ts = now.timestamp()
+        yield from self._market_families(calendar, now, snapshot.pairs)
+        yield from self._pair_families(calendar, now, now_ts, snapshot.pairs.values())
+        yield from self._health_families(snapshot.pairs.values())
+
+    # ---- per market ------------------------------------------------------------------
+
+    def _market_families(self, calendar: Calendar, now: datetime, pairs):
+        session_open = GaugeMetricFamily("algopack_session_open", "1 while the calendar says the market trades now",
+                                         labels=["market"])
+        session_start = GaugeMetricFamily("algopack_session_start_timestamp_seconds",
+                                          "Start of the current (or last) session", labels=["market"])
+        elapsed = GaugeMetricFamily("algopack_session_elapsed_seconds",
+                                    "Seconds since the current session started (exporter clock), 0 outside",
+                                    labels=["market"])
+        hi2_present = GaugeMetricFamily("algopack_hi2_present", "1 when hi2 rows for today exist", labels=["market"])
+        hi2_expected = GaugeMetricFamily("algopack_hi2_expected", "1 on a working day once hi2_deadline has passed",
+                                         labels=["market"])
+        secids = GaugeMetricFamily("algopack_obstats_secids", "Distinct secids in the newest complete obstats interval",
+                                   labels=["market"])
+        secids_prev = GaugeMetricFamily("algopack_obstats_secids_prev_day_max",
+                                        "Max distinct secids per obstats interval over the previous trading day",
+                                        labels=["market"])
+        today = now.date()
+        for market in self.markets:
+            current = calendar.current_session(market, now)
+            start = current.start if current else calendar.session_start(market, now)
+            session_open.add_metric([market], 1.0 if current else 0.0)
+            session_start.add_metric([market], start.timestamp() if start else NAN)
+            elapsed.add_metric([market], (now - current.start).total_seconds() if current else 0.0)
+            hi2 = pairs.get((market, "hi2"))
+            if hi2 is not None:
+                deadline = calendar.hi2_deadline(market, today)
+                hi2_expected.add_metric([market], 1.0 if deadline is not None and now >= deadline else 0.0)
+                hi2_present.add_metric([market], 1.0 if hi2.hi2_present and hi2.day == today else 0.0)
+            obstats = pairs.get((market, "obstats"))
+            if obstats is not None:
+                secids.add_metric([market], _value(obstats.secids))
+                secids_prev.add_metric([market], _value(obstats.prev_day_max))
+        yield from (session_open, session_start, elapsed, hi2_present, hi2_expected, secids, secids_prev)
+        threshold = GaugeMetricFamily("algopack_delay_threshold_seconds", "The configured delay threshold (DELAY)")
+        threshold.add_metric([], self.delay_threshold_seconds)
+        yield threshold
+
+    # ---- per pair --------------------------------------------------------------------
+
+    def _pair_families(self, calendar: Calendar, now: datetime, now_ts: float, states: Iterable[PairState]):
+        labels = ["market", "endpoint"]
+        last_tradetime = GaugeMetricFamily("algopack_last_tradetime_timestamp_seconds",
+                                           "Newest row's tradedate+tradetime (Moscow) as Unix time", labels=labels)
+        last_systime = GaugeMetricFamily("algopack_last_systime_timestamp_seconds",
+                                         "Newest row's SYSTIME as Unix time", labels=labels)
+        lag = GaugeMetricFamily("algopack_lag_seconds",
+                                "now - max(newest SYSTIME, session start) while in session, 0 outside", labels=labels)
+        publish_delay = GaugeMetricFamily("algopack_publish_delay_seconds", "Newest row's SYSTIME - its tradetime",
+                                          labels=labels)
+        missing = GaugeMetricFamily("algopack_missing_intervals",
+                                    "5-minute intervals of today's elapsed session time with no row for the probe",
+                                    labels=labels)
+        missing_each = GaugeMetricFamily("algopack_missing_interval_timestamp_seconds",
+                                         "One series per missing bucket; value is the bucket end",
+                                         labels=[*labels, "interval"])
+        probe = GaugeMetricFamily("algopack_probe_info", "The instrument whose rows judge holes and lag",
+                                  labels=[*labels, "secid"])
+        next_poll = GaugeMetricFamily("algopack_next_poll_timestamp_seconds", "When this pair is polled next",
+                                      labels=labels)
+        today = now.date()
+        for state in states:
+            key = [state.market, state.endpoint]
+            if state.probe:
+                probe.add_metric([*key, state.probe], 1.0)
+            next_poll.add_metric(key, _value(state.next_poll_ts))
+            if state.endpoint not in INTRADAY:
+                continue
+            last_tradetime.add_metric(key, _value(state.last_tradetime_ts))
+            last_systime.add_metric(key, _value(state.last_systime_ts))
+            publish_delay.add_metric(key, _value(state.publish_delay_seconds))
+            session = calendar.current_session(state.market, now)
+            if state.polled and session is not None:
+                lag.add_metric(key, checks.lag_seconds(now_ts, state.last_systime_ts, session.start.timestamp(), True))
+            else:
+                lag.add_metric(key, 0.0)  # outside a session, or nothing known yet since start
+            holes = []
+            if state.polled and state.day == today:
+                due = calendar.due_buckets(state.market, now, self.publish_grace_seconds)
+                holes = checks.missing_buckets(due, state.seen_buckets)
+            missing.add_metric(key, float(len(holes)))
+            for bucket in holes[-MAX_MISSING_SERIES:]:
+                missing_each.add_metric([*key, bucket.strftime("%H:%M")], bucket.timestamp())
+        yield from (last_tradetime, last_systime, lag, publish_delay, missing, missing_each, probe, next_poll)
+
+    # ---- health ----------------------------------------------------------------------
+
+    def _health_families(self, states: Iterable[PairState]):
+        labels = ["market", "endpoint"]
+        up = GaugeMetricFamily("algopack_up", "1 if the last poll of this pair succeeded", labels=labels)
+        polls = CounterMetricFamily("algopack_polls", "Polls attempted", labels=labels)
+        errors = CounterMetricFamily("algopack_poll_errors", "Failed polls by reason", labels=[*labels, "reason"])
+        duration = HistogramMetricFamily("algopack_poll_duration_seconds", "Time per poll", labels=labels)
+        last_success = GaugeMetricFamily("algopack_last_poll_success_timestamp_seconds", "Last successful poll",
+                                         labels=labels)
+        for state in states:
+            key = [state.market, state.endpoint]
+            up.add_metric(key, 1.0 if state.up else 0.0)
+            polls.add_metric(key, float(state.polls_total))
+            for reason in ERROR_REASONS:
+                errors.add_metric([*key, reason], float(state.errors.get(reason, 0)))
+            duration.add_metric(key, state.duration.cumulative(), state.duration.sum)
+            last_success.add_metric(key, _value(state.last_success_ts))
+        yield from (up, polls, errors, duration, last_success)
+
+        requests_total = CounterMetricFamily("algopack_iss_requests", "HTTP requests sent to ISS by status",
+                                             labels=["status"])
+        stats = self.stats.snapshot()
+        for status, count in sorted(stats["requests"].items()):
+            requests_total.add_metric([str(status)], float(count))
+        response_bytes = CounterMetricFamily("algopack_iss_response_bytes", "Response bytes received from ISS")
+        response_bytes.add_metric([], float(stats["bytes"]))
+        reload_ok = GaugeMetricFamily("algopack_calendar_last_reload_successful",
+                                      "0 when the last calendar change was rejected")
+        reload_ok.add_metric([], 1.0 if self.calendars.last_reload_successful else 0.0)
+        build = GaugeMetricFamily("algopack_build_info", "Always 1", labels=["version"])
+        build.add_metric([__version__], 1.0)
+        yield from (requests_total, response_bytes, reload_ok, build)
