@@ -7,9 +7,9 @@ the end-to-end alert tests, the dashboard integration test and the benchmarks.
 
     with LocalStack(workdir, clock_speed=20) as stack:      # starts in dependency order
         stack.urls["prometheus"]                             # http://127.0.0.1:PORT
-        stack.iss_fault(action="stop", market="eq", dataset="tradestats")
+        stack.iss_fault("stop", market="eq", dataset="tradestats")
         msg = stack.wait_for_message(lambda m: "Задержка" in (m["text"] or ""), timeout=120)
-        stack.iss_clear_faults()
+        stack.iss_clear_faults("stop")
     # every process it started is stopped by pid (process groups), also on exceptions
 
 Components (start order): `telegram` (fake Bot API), `iss` (sandbox ISS), `exporter`,
@@ -24,6 +24,7 @@ Prometheus `time()` with exporter timestamps, see docs/internals.md).
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import sys
 import time
@@ -48,7 +49,13 @@ GROUP_CHAT_ID = -1001234567890
 ALERT_BOT_ID = 1000001
 BOT_ID = 1000002
 
+# No Grafana runs without Docker; alert links still point where compose would serve it.
+GRAFANA_URL = "http://127.0.0.1:3000"
+
 PROMETHEUS_BIN = "prometheus"
+INHERITED_SETTINGS = ("DELAY", "INTERVAL_REQUEST", "TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN_BOT",
+                      "TELEGRAM_GROUP_CHATID", "TELEGRAM_API_URL", "PROMETHEUS_URL", "ALERTMANAGER_URL",
+                      "GRAFANA_URL", "MOEX_PASSPORT_LOGIN", "MOEX_PASSPORT_PASSWORD", "MOEX_API_KEY")
 ALERTMANAGER_BIN = "prometheus-alertmanager"
 
 
@@ -300,10 +307,14 @@ class LocalStack:
             config["prometheus"] = {"url": self.urls["prometheus"]}
         if "alertmanager" in self.urls:
             config["alertmanager"] = {"url": self.urls["alertmanager"]}
+        config["grafana"] = {"url": GRAFANA_URL}
         return deep_merge(config, self.config_overrides)
 
     def _env(self, component: str, **extra: str) -> dict[str, str]:
-        env = {"ALGOPACK_CLOCK": self.clock_spec, "TZ": "UTC", **self.env}
+        # The operator's own settings (a sourced .env) must not leak into the sandbox:
+        # empty values count as unset for the config loader.
+        env = {name: "" for name in INHERITED_SETTINGS if name in os.environ}
+        env.update({"ALGOPACK_CLOCK": self.clock_spec, "TZ": "UTC", **self.env})
         env.update(extra)
         env.update(self.component_env.get(component, {}))
         return env
@@ -354,7 +365,7 @@ class LocalStack:
             "TELEGRAM_BOT_TOKEN": ALERT_BOT_TOKEN,
             "TELEGRAM_GROUP_CHATID": str(GROUP_CHAT_ID),
             "TELEGRAM_API_URL": self.urls.get("telegram", "http://127.0.0.1:9"),
-            "GRAFANA_URL": "http://127.0.0.1:3000",
+            "GRAFANA_URL": GRAFANA_URL,
             **self.env,
             **self.component_env.get("alertmanager", {}),
         }
@@ -413,15 +424,18 @@ class LocalStack:
         response.raise_for_status()
         return response.json()
 
-    def iss_fault(self, **knobs: Any) -> Any:
-        """POST a fault to the sandbox ISS, e.g. `iss_fault(action="stop", market="eq", dataset="tradestats")`."""
-        response = self._http.post(self.urls["iss"] + "/sandbox/faults", json=knobs, timeout=10)
+    def iss_fault(self, knob: str, **params: Any) -> Any:
+        """Turn on a sandbox ISS fault knob (sandbox/README.md), e.g.
+        `iss_fault("stop", market="eq", dataset="tradestats")` == POST {"stop": {...}}."""
+        response = self._http.post(self.urls["iss"] + "/sandbox/faults", json={knob: params}, timeout=10)
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def iss_clear_faults(self) -> Any:
-        """Remove every sandbox ISS fault (data flows again, including the withheld buckets)."""
-        response = self._http.delete(self.urls["iss"] + "/sandbox/faults", timeout=10)
+    def iss_clear_faults(self, knob: str | None = None, **scope: str) -> Any:
+        """End one knob (optionally one market/dataset scope) or, without `knob`, all of them.
+        Ending `stop` publishes the withheld backlog with systime = now."""
+        path = "/sandbox/faults" + (f"/{knob}" if knob else "")
+        response = self._http.delete(self.urls["iss"] + path, params=scope or None, timeout=10)
         response.raise_for_status()
         return response.json() if response.content else None
 
