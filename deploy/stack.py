@@ -424,10 +424,12 @@ class LocalStack:
         response.raise_for_status()
         return response.json()
 
-    def iss_fault(self, knob: str, **params: Any) -> Any:
-        """Turn on a sandbox ISS fault knob (sandbox/README.md), e.g.
-        `iss_fault("stop", market="eq", dataset="tradestats")` == POST {"stop": {...}}."""
-        response = self._http.post(self.urls["iss"] + "/sandbox/faults", json={knob: params}, timeout=10)
+    def iss_fault(self, knob: str | None = None, /, **params: Any) -> Any:
+        """Turn on sandbox ISS fault knobs (sandbox/README.md). Two forms:
+        `iss_fault("stop", market="eq", dataset="tradestats")` posts {"stop": {...}};
+        `iss_fault(stop={"market": "eq"}, slow={...})` posts several knobs at once."""
+        body = {knob: params} if knob is not None else params
+        response = self._http.post(self.urls["iss"] + "/sandbox/faults", json=body, timeout=10)
         response.raise_for_status()
         return response.json() if response.content else None
 
