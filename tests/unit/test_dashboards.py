@@ -110,6 +110,15 @@ def internals_extra_metrics() -> set[str]:
     return set(re.findall(r"^\|\s*`(algopack_\w+)", section, flags=re.MULTILINE))
 
 
+def recorded_metrics() -> set[str]:
+    """Names recorded by prometheus/rules (panels may read them, e.g. the obstats ratio)."""
+    names = set()
+    for path in sorted((REPO / "prometheus" / "rules").glob("*.yml")):
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+            names.update(rule["record"] for rule in group.get("rules", []) if "record" in rule)
+    return names
+
+
 def metric_names(expr: promql_parser.Expr) -> set[str]:
     names: set[str] = set()
 
@@ -216,12 +225,13 @@ def test_panel_query_parses(dash, panel, target):
     concrete = substitute(expr)
     assert "$" not in concrete
     parsed = promql_parser.parse(concrete)
-    contract = DESIGN_METRICS | internals_extra_metrics()
+    recorded = recorded_metrics()
+    contract = DESIGN_METRICS | internals_extra_metrics() | recorded
     names = metric_names(parsed)
     assert names, f"no metric in {expr}"
     assert names <= contract, f"unknown metric(s) {names - contract} in {expr}"
     # Per-pair and per-market metrics honour the dashboard's variables.
-    for name in names - {"ALERTS", "algopack_delay_threshold_seconds", "algopack_build_info",
+    for name in names - recorded - {"ALERTS", "algopack_delay_threshold_seconds", "algopack_build_info",
                          "algopack_calendar_last_reload_successful", "algopack_iss_requests_total",
                          "algopack_iss_response_bytes_total"}:
         assert re.search(re.escape(name) + r'\{[^}]*market=~"\$market"', expr), f"{name} ignores $market"
