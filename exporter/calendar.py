@@ -271,8 +271,9 @@ def _fail(path: str, reason: str) -> CalendarError:
 
 
 def _expect_mapping(value: object, path: str, allowed: tuple[str, ...]) -> Mapping:
+    """path "" is the document itself."""
     if not isinstance(value, Mapping):
-        raise _fail(path, f"must be a mapping, got {_describe(value)}")
+        raise _fail(path or "calendar", f"must be a mapping, got {_describe(value)}")
     for key in value:
         if key not in allowed:
             raise _fail(f"{path}.{key}" if path else str(key),
@@ -384,7 +385,7 @@ def parse_calendar(data: object) -> Calendar:
     """Validate a parsed YAML document; raise CalendarError naming the key."""
     if data is None:
         raise CalendarError("calendar: the file is empty")
-    top = _expect_mapping(data, "calendar", ("timezone", "weekend_default", "markets", "checks", "days"))
+    top = _expect_mapping(data, "", ("timezone", "weekend_default", "markets", "checks", "days"))
 
     tz_name = top.get("timezone", DEFAULT_TIMEZONE)
     if not isinstance(tz_name, str) or not tz_name:

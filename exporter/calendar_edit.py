@@ -330,7 +330,8 @@ def _comment(days: CommentedMap, day: date, actor: str) -> None:
     existing = days.ca.items.get(key)
     tokens = [t for t in existing or () if t is not None]
     if not tokens:
-        days.yaml_add_eol_comment(note, key)
+        # explicit column: ruamel would otherwise compare keys, and str vs date keys fail
+        days.yaml_add_eol_comment(note, key, column=1)
         return
     # A trailing comment token may also carry the full-line comments that follow the
     # entry: those stay. Only our own "set by" note at the line end is replaced.
