@@ -63,6 +63,18 @@ class Poller:
         last_seen = max(state.seen_buckets) if state.seen_buckets and state.day == now.date() else None
         return next_intraday_poll(calendar, market, now, last_seen, state.last_systime_ts, self.params)
 
+    def plan_startup(self, now: datetime) -> dict[tuple[str, str], datetime]:
+        """First poll of every pair after a (re)start: right away when the market has traded
+        today (resume without waiting for a bucket), otherwise on the rhythm."""
+        plan = {}
+        calendar = self.calendars.current
+        for pair, state in self.store.snapshot.pairs.items():
+            sessions = calendar.sessions(pair[0], now.date())
+            moment = now if sessions and sessions[0].start <= now else self.planned_next(pair, now)
+            self.store.put(replace(state, next_poll_ts=moment.timestamp()), now.timestamp())
+            plan[pair] = moment
+        return plan
+
     def is_due(self, pair: tuple[str, str], now: datetime) -> bool:
         state = self.store.get(pair)
         return state.next_poll_ts is None or now.timestamp() >= state.next_poll_ts - 1.0

@@ -55,26 +55,16 @@ class PollScheduler:
         )
         self.startup_pairs: set[tuple[str, str]] = set()
 
-    def start(self, startup_polls: bool = True) -> None:
+    def start(self) -> None:
         now = self.clock.now()
-        for pair in self.poller.store.snapshot.pairs:
+        plan = self.poller.plan_startup(now)
+        self.startup_pairs = {pair for pair, moment in plan.items() if moment <= now}
+        for pair, first in plan.items():
             trigger = VirtualTimeTrigger(self.clock, lambda v_now, pair=pair: self.poller.planned_next(pair, v_now))
-            first = self._startup_moment(pair, now) if startup_polls else None
-            if first == now:
-                self.startup_pairs.add(pair)
             self.scheduler.add_job(self._run, trigger, args=[pair], id=job_id(pair), name=f"{pair[0]} {pair[1]}",
-                                   next_run_time=self.clock.to_real(first) if first else None)
+                                   next_run_time=self.clock.to_real(first))
         self.scheduler.start()
-        log.info("scheduler started jobs=%d", len(self.scheduler.get_jobs()))
-
-    def _startup_moment(self, pair: tuple[str, str], now: datetime) -> datetime:
-        """Poll right away when the market has traded today (resume after a restart without
-        waiting a whole bucket); otherwise follow the rhythm."""
-        calendar = self.poller.calendars.current
-        sessions = calendar.sessions(pair[0], now.date())
-        if sessions and sessions[0].start <= now:
-            return now
-        return self.poller.planned_next(pair, now)
+        log.info("scheduler started jobs=%d polls_now=%d", len(plan), len(self.startup_pairs))
 
     def polled_at_start(self, pair: tuple[str, str], _now: datetime | None = None) -> bool:
         return pair in self.startup_pairs

@@ -1,0 +1,100 @@
+"""`python -m exporter` as a process: flags, bad config, --once, serving, secrets, shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from exporter.clock import FastClock
+from sandbox.iss import SandboxIss
+from sandbox.procs import REPO_ROOT, ManagedProcess, free_port, python_module, wait_http
+
+from .exporter_sim import CALENDAR, at, write_config
+
+pytestmark = pytest.mark.integration
+
+SECRET = "Pa55-word-never-logged"
+
+
+def run_exporter(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO_ROOT, env=env)
+
+
+def test_bad_config_exits_with_the_key_and_reason(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("iss: {auth: kerberos, timeout_seconds: -1}\npoll: {intervall_seconds: 5}\n")
+    result = run_exporter(f"--config.file={bad}", "--once")
+    assert result.returncode == 2
+    assert "iss.auth" in result.stderr and "kerberos" in result.stderr
+    assert "iss.timeout_seconds" in result.stderr
+    assert "poll.intervall_seconds" in result.stderr
+
+
+def test_missing_secret_and_bad_calendar_exit_clearly(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"iss: {{auth: passport}}\ncalendar: {{file: {CALENDAR}}}\n")
+    result = run_exporter(f"--config.file={cfg}", "--once", env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and "MOEX_PASSPORT_LOGIN" in result.stderr
+    broken = tmp_path / "cal.yml"
+    broken.write_text("markets: {xx: {sessions: []}}\n")
+    cfg.write_text(f"calendar: {{file: {broken}}}\n")
+    result = run_exporter(f"--config.file={cfg}", "--once")
+    assert result.returncode == 2 and "markets.xx" in result.stderr
+
+
+def test_once_prints_the_exposition(tmp_path):
+    clock = FastClock(start=at(11, 0), speed=1)
+    iss = SandboxIss(str(CALENDAR), clock, port=0)
+    iss.start()
+    try:
+        cfg = write_config(tmp_path, iss.url)
+        result = run_exporter(f"--config.file={cfg}", "--once", f"--clock={clock.spec()}")
+    finally:
+        iss.stop()
+    assert result.returncode == 0, result.stderr
+    assert 'algopack_up{endpoint="tradestats",market="eq"} 1.0' in result.stdout
+    assert 'algopack_session_open{market="fo"} 1.0' in result.stdout
+
+
+def test_serving_process_with_passport_auth_never_leaks_secrets(tmp_path):
+    clock = FastClock(start=at(10, 20), speed=30)
+    iss = SandboxIss(str(CALENDAR), clock, auth="passport", port=0, passport_login="robot",
+                     passport_password=SECRET)
+    iss.start()
+    port = free_port()
+    cfg = write_config(tmp_path, iss.url, iss={"auth": "passport", "passport_url": iss.url + "/authenticate"})
+    env = {"MOEX_PASSPORT_LOGIN": "robot", "MOEX_PASSPORT_PASSWORD": SECRET, "ALGOPACK_CLOCK": clock.spec()}
+    proc = ManagedProcess("exporter", python_module("exporter", f"--config.file={cfg}",
+                                                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=debug"),
+                          tmp_path / "exporter.log", env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/-/ready", timeout=60, proc=proc)
+        iss.faults.set("expire_auth")  # the cookie dies: one re-auth, then data again
+        time.sleep(12)  # 6 virtual minutes: at least one bucket after the expiry
+        metrics = requests.get(base + "/metrics", timeout=5).text
+        assert 'algopack_up{endpoint="tradestats",market="eq"} 1.0' in metrics
+        assert requests.get(base + "/-/healthy", timeout=5).status_code == 200
+        assert "algopack exporter" in requests.get(base + "/", timeout=5).text
+        jobs = requests.get(base + "/jobs?format=json", timeout=5).json()
+        assert {job["id"] for job in jobs} >= {"poll:eq:tradestats", "poll:fo:futoi", "poll:fx:hi2"}
+        assert all(job["next_run"] and job["next_run"].endswith("+03:00") for job in jobs)
+        text_jobs = subprocess.run([sys.executable, "-m", "exporter", "jobs", f"--web.listen-address=127.0.0.1:{port}"],
+                                   capture_output=True, text=True, timeout=30, cwd=REPO_ROOT)
+        assert "poll:eq:tradestats" in text_jobs.stdout
+        auth_requests = [r for r in iss.stats()["routes"] if r["kind"] == "authenticate"]
+        assert sum(r["requests"] for r in auth_requests) >= 2
+        proc.signal(signal.SIGTERM)
+        assert proc.popen.wait(timeout=15) == 0
+        log_text = proc.log_path.read_text()
+        for secret in (SECRET, "MicexPassportCert="):
+            assert secret not in metrics and secret not in log_text
+    finally:
+        proc.stop()
+        iss.stop()
