@@ -24,6 +24,7 @@ Prometheus `time()` with exporter timestamps, see docs/internals.md).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import sys
@@ -234,12 +235,17 @@ class LocalStack:
         try:
             for name in self.components:
                 getattr(self, f"_start_{name}")()
+                self._write_pids()
         except BaseException as exc:
             self.stop()
             if isinstance(exc, StackError | KeyboardInterrupt):
                 raise
             raise StackError(f"stack failed to start: {exc}") from exc
         return self
+
+    def _write_pids(self) -> None:
+        # For humans and for tests that check nothing is left behind after a crash.
+        (self.workdir / "pids.json").write_text(json.dumps(self.pids, indent=1) + "\n")
 
     def stop(self) -> dict[str, int | None]:
         """Stop every started process (reverse order) by pid; returns their exit codes."""
@@ -468,6 +474,13 @@ class LocalStack:
                 texts = [r.get("text") for r in self.telegram_messages()]
                 raise TimeoutError(f"no matching Telegram message within {timeout:.0f}s; got: {texts!r}")
             time.sleep(poll)
+
+    def telegram_command(self, text: str, user_id: int = 4242, chat_id: int = GROUP_CHAT_ID) -> dict[str, Any]:
+        """Inject a message from a user into the bot's update queue (as if typed in the group)."""
+        response = self._http.post(self.urls["telegram"] + "/_control/updates", timeout=10, json={
+            "text": text, "chat_id": chat_id, "user_id": user_id, "token_id": BOT_ID})
+        response.raise_for_status()
+        return response.json()
 
     def prom_query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query; returns `data.result` (vector items with `metric` and `value`)."""
