@@ -461,7 +461,7 @@ def _read_markets(raw: Mapping[str, Any], checker: _Checker) -> dict[str, Market
             probe = base.probe
         probe = probe.strip()
         endpoints = _read_endpoints(values, name, path, base.endpoints, checker)
-        if enabled and not endpoints:
+        if enabled and values.get("endpoints") == []:
             checker.error(f"{path}.endpoints", "must list at least one endpoint (or set enabled: false)")
         futoi_ticker = None
         if name == "fo":
