@@ -235,7 +235,10 @@ def _numeric_columns(market: str, dataset: str, names: list[str], insts: list[In
     n = len(insts)
     price = np.array([i.price for i in insts]) * (1 + rng.normal(0, 0.002, n))
     weight = np.array([i.weight for i in insts])
-    vol = np.ceil(weight * rng.uniform(50, 500, n)).astype(np.int64)
+    if market == "fo":  # contract counts scale inversely with price, so val follows weight (probe = max)
+        vol = np.ceil(weight * rng.uniform(50, 500, n) * _BASE_PRICES["fo"] / price).astype(np.int64)
+    else:
+        vol = np.ceil(weight * rng.uniform(50, 500, n)).astype(np.int64)
     val = vol * price * (10 if market == "fo" else 1)
     out: dict[str, list] = {}
     high = price * (1 + np.abs(rng.normal(0, 0.002, n)))
