@@ -1,6 +1,7 @@
 """Locked, atomic, comment-keeping writes of `calendar.yml` (bot, calendar-sync).
 
     edit_calendar(path, mutate)  # mutate(doc: CommentedMap) -> T; returns T
+    apply_edit(path, mutate, write=True) -> EditOutcome(result, old_text, new_text)
     set_day(path, day, status, actor, *, markets=None, source="manual") -> None
     toggle_day(path, day, actor) -> (old_status, new_status)
     day_info(calendar, day) -> dict              # what the bot shows for a day
@@ -22,8 +23,9 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -89,6 +91,19 @@ def edit_calendar(path: str, mutate: Callable[[CommentedMap], T]) -> T:
 
     Nothing is written when the text does not change or when `mutate` raises.
     """
+    return apply_edit(path, mutate).result
+
+
+@dataclass(frozen=True)
+class EditOutcome(Generic[T]):
+    result: T
+    old_text: str
+    new_text: str  # what was written (or, with write=False, what would have been)
+
+
+def apply_edit(path: str, mutate: Callable[[CommentedMap], T], *, write: bool = True) -> EditOutcome[T]:
+    """`edit_calendar` that also returns the text before and after (for diffs); with
+    write=False the validated result is computed under the lock but not written."""
     path = os.fspath(path)
     with _locked(path):
         try:
@@ -104,14 +119,18 @@ def edit_calendar(path: str, mutate: Callable[[CommentedMap], T]) -> T:
         if not isinstance(doc, CommentedMap):
             raise CalendarError(f"{path}: the calendar must be a mapping")
         result = mutate(doc)
-        buffer = io.StringIO()
-        yaml.dump(doc, buffer)
-        text = buffer.getvalue()
+        text = dump_document(doc)
         # Validate what the exporter will read (PyYAML, YAML 1.1), not ruamel's view of it.
         parse_calendar_text(text, origin=path)
-        if text != original:
+        if write and text != original:
             _atomic_write(path, text)
-        return result
+        return EditOutcome(result, original, text)
+
+
+def dump_document(doc: CommentedMap) -> str:
+    buffer = io.StringIO()
+    _yaml().dump(doc, buffer)
+    return buffer.getvalue()
 
 
 # ----- days --------------------------------------------------------------------------
@@ -365,5 +384,5 @@ def day_info(calendar: Calendar, day: date) -> dict:
     }
 
 
-__all__ = ["day_info", "edit_calendar", "effective_status", "make_entry", "markets_node", "put_day",
+__all__ = ["EditOutcome", "apply_edit", "day_info", "dump_document", "edit_calendar", "effective_status", "make_entry", "markets_node", "put_day",
            "remove_day", "set_day", "toggle_day", "find_day_key", "days_map", "entry_source", "entry_status"]
