@@ -23,7 +23,7 @@ RULES_DIR = REPO_ROOT / "prometheus" / "rules"
 
 def render_prometheus_config(
     out_path: str | os.PathLike[str],
-    exporter_addr: str,
+    exporter_addr: str | None,
     alertmanager_addr: str | None,
     rules_dir: str | os.PathLike[str] = RULES_DIR,
     scrape_interval: str = "15s",
@@ -31,6 +31,7 @@ def render_prometheus_config(
 ) -> Path:
     """Write a copy of prometheus/prometheus.yml with the given targets; return its path.
 
+    `exporter_addr=None` keeps the job without targets (AlgopackExporterDown fires);
     `alertmanager_addr=None` leaves alerting out (rules are still evaluated).
     """
     config = yaml.safe_load(BASE_CONFIG.read_text(encoding="utf-8"))
@@ -40,7 +41,7 @@ def render_prometheus_config(
     jobs = [job for job in config["scrape_configs"] if job["job_name"] == "algopack"]
     if len(jobs) != 1:
         raise ValueError(f"{BASE_CONFIG} must have exactly one scrape job named algopack")
-    jobs[0]["static_configs"] = [{"targets": [exporter_addr]}]
+    jobs[0]["static_configs"] = [{"targets": [exporter_addr] if exporter_addr else []}]
     if alertmanager_addr:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_addr]}]}]}
     else:
