@@ -268,6 +268,7 @@ def _page(segments: list[tuple[list[list], str]], start: int, systime_index: int
 class _Handler(BaseHTTPRequestHandler):
     iss: SandboxIss
     protocol_version = "HTTP/1.1"
+    _hang_seconds = 0.0
     server_version = "sandbox-iss"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
@@ -277,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json; charset=utf-8",
               headers: dict | None = None) -> int:
+        if self._hang_seconds:
+            delay, self._hang_seconds = self._hang_seconds, 0.0
+            time.sleep(delay)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -313,6 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self._hang_seconds = 0.0
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         path = url.path
@@ -402,8 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "other":
             raise HttpError(404, "not found")
         hang = faults.take("hang", market, dataset)
-        if hang:
-            time.sleep(hang["seconds"])
+        if hang:  # slept in _send, after every knob of this request was decided
+            self._hang_seconds = hang["seconds"]
         error = faults.take("http_error", market, dataset)
         if error:
             headers = {"Retry-After": str(error["retry_after"])} if error.get("retry_after") is not None else {}
@@ -416,12 +421,12 @@ class _Handler(BaseHTTPRequestHandler):
             if iss.auth == "apikey" and self.headers.get("Authorization"):
                 raise HttpError(403, "forbidden: bad API key")
             raise HttpError(401, "unauthorized")
-        if faults.take("html", market, dataset):
+        if faults.take("html", market, dataset) is not None:
             return 200, self._send(200, LOGIN_PAGE, "text/html; charset=utf-8")
         start = self._int(query.get("start"), "start")
-        if start > 0 and faults.take("break_paging", market, dataset):
+        if start > 0 and faults.take("break_paging", market, dataset) is not None:
             raise HttpError(500, "sandbox break_paging")
-        if faults.take("malformed", market, dataset):
+        if faults.take("malformed", market, dataset) is not None:
             return 200, self._send(200, b'{"data": {"metadata": {}, "columns": ["tradedate", "tradetime"')
         empty = faults.take("empty", market, dataset) is not None
         if kind == "calendar":

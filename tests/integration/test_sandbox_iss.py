@@ -1,0 +1,397 @@
+"""Sandbox ISS over HTTP: routes, paging, auth modes and every fault knob."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+
+import pytest
+import requests
+
+from exporter.clock import MSK, ManualClock
+from sandbox.iss import SandboxIss
+from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
+
+pytestmark = pytest.mark.integration
+
+CALENDAR = """\
+timezone: Europe/Moscow
+weekend_default: holiday
+markets:
+  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
+  fx: {sessions: [["07:00", "19:00"]]}
+  fo: {sessions: [["09:00", "23:50"]]}
+checks:
+  hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
+days:
+  2026-11-26: holiday
+"""
+DAY = "2026-11-25"
+TS = "/iss/datashop/algopack/eq/tradestats.json"
+
+
+def msk(hhmm: str, day: int = 25) -> datetime:
+    parts = [int(p) for p in hhmm.split(":")] + [0]
+    return datetime(2026, 11, day, parts[0], parts[1], parts[2], tzinfo=MSK)
+
+
+@pytest.fixture(scope="module")
+def calendar_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sandbox") / "calendar.yml"
+    path.write_text(CALENDAR)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(calendar_file):
+    clock = ManualClock(msk("12:00"))
+    iss = SandboxIss(str(calendar_file), clock).start()
+    yield iss
+    iss.stop()
+
+
+@pytest.fixture
+def iss(server):
+    server.faults.reset()
+    server.reset_stats()
+    server.clock.set(msk("12:00"))
+    yield server
+    server.faults.reset()
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        yield session
+
+
+def get(http, iss, path, **params):
+    return http.get(iss.url + path, params=params, timeout=10)
+
+
+def fetch_all(http, iss, path, **params):
+    rows, start = [], 0
+    while True:
+        body = get(http, iss, path, start=start, **params).json()
+        block = "futoi" if "futoi" in path else "data"
+        page = body[block]["data"]
+        total = body[f"{block}.cursor"]["data"][0][1]
+        rows.extend(page)
+        if not page:
+            return rows, total, body[block]["columns"]
+        start += len(page)
+
+
+def control(http, iss, method, path, body=None):
+    response = http.request(method, iss.url + path, data=None if body is None else json.dumps(body), timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# ----- routes and data -------------------------------------------------------------------
+
+def test_day_route_shape_paging_and_order(iss, http):
+    response = get(http, iss, TS, date=DAY)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    body = response.json()
+    assert set(body) == {"data", "data.cursor", "data.dates"}
+    assert body["data.cursor"]["columns"] == ["INDEX", "TOTAL", "PAGESIZE"]
+    index, total, pagesize = body["data.cursor"]["data"][0]
+    assert (index, pagesize) == (0, 1000) and total > 1000 and len(body["data"]["data"]) == 1000
+    assert body["data.dates"]["data"] == [[DAY, DAY]]
+    assert "systime" in body["data"]["metadata"]
+    rows, total_again, columns = fetch_all(http, iss, TS, date=DAY)
+    assert len(rows) == total == total_again
+    t, s = columns.index("tradetime"), columns.index("secid")
+    keys = [(row[t], row[s]) for row in rows]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert max(row[t] for row in rows) <= "11:55:00"             # nothing from the future
+    # append-only: later the same prefix, more rows
+    iss.clock.set(msk("13:00"))
+    later, later_total, _ = fetch_all(http, iss, TS, date=DAY)
+    assert later_total > total and later[:len(rows)] == rows
+    # missing date = sandbox today
+    assert get(http, iss, TS).json()["data.cursor"]["data"][0][1] == later_total
+
+
+def test_publish_timing_and_systime(iss, http):
+    iss.clock.set(msk("10:05:04"))
+    assert get(http, iss, TS).json()["data.cursor"]["data"][0][1] == 0
+    iss.clock.set(msk("10:05:15"))
+    rows = get(http, iss, TS, latest=1).json()["data"]["data"]
+    columns = get(http, iss, TS).json()["data"]["columns"]
+    assert rows and {row[columns.index("tradetime")] for row in rows} == {"10:05:00"}
+    systime = datetime.strptime(rows[0][columns.index("systime")], "%Y-%m-%d %H:%M:%S").replace(tzinfo=MSK)
+    assert 5 <= (systime - msk("10:05")).total_seconds() <= 15
+    assert "SBER" in {row[2] for row in rows}
+
+
+def test_latest_options_and_columns(iss, http):
+    body = get(http, iss, TS, latest=1, **{"iss.only": "data", "iss.meta": "off",
+                                           "data.columns": "tradetime,secid,systime"}).json()
+    assert set(body) == {"data"} and "metadata" not in body["data"]
+    assert body["data"]["columns"] == ["tradetime", "secid", "systime"]
+    assert {row[0] for row in body["data"]["data"]} == {"11:55:00"}
+    assert "SBER" in {row[1] for row in body["data"]["data"]}
+    body = get(http, iss, TS, **{"iss.only": "data,data.cursor"}).json()
+    assert set(body) == {"data", "data.cursor"}
+
+
+def test_secid_routes_hi2_futoi(iss, http):
+    body = get(http, iss, "/iss/datashop/algopack/eq/tradestats/SBER.json", **{"from": DAY, "till": DAY}).json()
+    assert body["data.cursor"]["data"][0][1] == 23                  # 10:05 … 11:55, every bucket
+    assert {row[2] for row in body["data"]["data"]} == {"SBER"}
+    latest = get(http, iss, "/iss/datashop/algopack/eq/tradestats/SBER.json", latest=1).json()
+    assert [row[1] for row in latest["data"]["data"]] == ["11:55:00"]
+    fo = get(http, iss, "/iss/datashop/algopack/fo/tradestats.json", **{"iss.only": "data"}).json()["data"]
+    assert fo["columns"][3] == "asset_code" and len(fo["columns"]) == 33
+    for path in ("/iss/analyticalproducts/futoi/securities/RI.json", "/iss/analyticalproducts/futoi/securities/ri.json"):
+        futoi = get(http, iss, path, latest=1).json()
+        assert set(futoi) >= {"futoi", "futoi.cursor"}
+        assert sorted(row[5] for row in futoi["futoi"]["data"]) == ["FIZ", "YUR"]
+        assert {row[4] for row in futoi["futoi"]["data"]} == {"ri"}
+    whole_day = get(http, iss, "/iss/analyticalproducts/futoi/securities.json", date=DAY).json()
+    assert whole_day["futoi.cursor"]["data"][0][1] > 1000
+    hi2 = "/iss/datashop/algopack/eq/hi2.json"
+    assert get(http, iss, hi2).json()["data.cursor"]["data"][0][1] == 0
+    iss.clock.set(msk("18:45:40"))
+    body = get(http, iss, hi2).json()
+    assert body["data.cursor"]["data"][0][1] > 0
+    assert body["data"]["data"][0][1] == "18:40:00" and body["data"]["data"][0][6] == f"{DAY} 18:45:40"
+    iss.clock.set(msk("20:00", day=26))                              # holiday: nothing
+    assert get(http, iss, TS).json()["data.cursor"]["data"][0][1] == 0
+    assert get(http, iss, hi2).json()["data.cursor"]["data"][0][1] == 0
+    assert get(http, iss, "/iss/datashop/algopack/eq/nope.json").status_code == 404
+
+
+def test_calendar_routes_and_reload(iss, http, calendar_file):
+    body = get(http, iss, "/iss/calendars.json").json()
+    assert body["off_days"]["columns"][:4] == ["tradedate", "stock_workday", "futures_workday", "currency_workday"]
+    assert body["off_days"]["data"][0][:4] == ["2026-11-26", 0, 0, 0]
+    body = get(http, iss, "/iss/calendars/futures.json", show_all_days=1, **{"from": "2026-11-23",
+                                                                             "till": "2026-11-29"}).json()
+    assert [row[1] for row in body["off_days"]["data"]] == [1, 1, 1, 0, 1, 0, 0]
+    # the sandbox follows calendar file changes (mtime)
+    original = calendar_file.read_text()
+    try:
+        calendar_file.write_text(original.replace("2026-11-26: holiday", "2026-11-25: holiday"))
+        os.utime(calendar_file, (time.time() + 5, time.time() + 5))
+        deadline = time.monotonic() + 5
+        while get(http, iss, TS).json()["data.cursor"]["data"][0][1] != 0:
+            assert time.monotonic() < deadline, "calendar change not picked up"
+            time.sleep(0.2)
+    finally:
+        calendar_file.write_text(original)
+        os.utime(calendar_file, (time.time() + 10, time.time() + 10))
+        time.sleep(0.6)
+    assert get(http, iss, TS).json()["data.cursor"]["data"][0][1] > 0
+
+
+# ----- control API, stats ---------------------------------------------------------------
+
+def test_control_api_stats_clock_health(iss, http):
+    assert http.get(iss.url + "/sandbox/health").status_code == 200
+    assert control(http, iss, "GET", "/sandbox/clock")["now"] == msk("12:00").isoformat()
+    control(http, iss, "POST", "/sandbox/stats/reset")
+    get(http, iss, TS)
+    get(http, iss, TS, start=1000)
+    get(http, iss, "/iss/datashop/algopack/fx/obstats/CNYRUB_TOM.json")
+    stats = control(http, iss, "GET", "/sandbox/stats")
+    eq = next(r for r in stats["routes"] if r["kind"] == "day" and r["dataset"] == "tradestats")
+    assert eq["market"] == "eq" and eq["requests"] == 2 and eq["status"] == {"200": 2} and eq["bytes"] > 100000
+    fx = next(r for r in stats["routes"] if r["kind"] == "secid")
+    assert (fx["market"], fx["dataset"], fx["requests"]) == ("fx", "obstats", 1)
+    assert stats["total"]["requests"] == 3 and iss.stats()["total"]["requests"] == 3
+    control(http, iss, "POST", "/sandbox/stats/reset")
+    assert control(http, iss, "GET", "/sandbox/stats")["total"]["requests"] == 0
+    state = control(http, iss, "POST", "/sandbox/faults", {"empty": {"market": "fo"}, "slow": {"seconds": 60}})
+    assert state["active"]["empty"][0]["market"] == "fo" and state["windows"][0]["knob"] == "slow"
+    assert http.post(iss.url + "/sandbox/faults", data='{"bogus": {}}').status_code == 400
+    assert http.post(iss.url + "/sandbox/faults", data='{"stop": {"market": "zz"}}').status_code == 400
+    state = control(http, iss, "DELETE", "/sandbox/faults")
+    assert state["active"] == {} and state["windows"][0]["until"] is not None
+    assert control(http, iss, "DELETE", "/sandbox/faults?history=1")["windows"] == []
+
+
+# ----- data knobs -------------------------------------------------------------------------
+
+def test_stop_and_resume(iss, http):
+    before, total, columns = fetch_all(http, iss, TS)
+    control(http, iss, "POST", "/sandbox/faults", {"stop": {"market": "eq"}})
+    iss.clock.set(msk("12:30"))
+    assert fetch_all(http, iss, TS)[0] == before                     # nothing new, nothing lost
+    assert get(http, iss, "/iss/datashop/algopack/fx/tradestats.json").json()["data.cursor"]["data"][0][1] > 0
+    fx_latest = get(http, iss, "/iss/datashop/algopack/fx/tradestats.json", latest=1).json()["data"]["data"]
+    assert fx_latest[0][1] == "12:25:00"                              # fx unaffected
+    control(http, iss, "DELETE", "/sandbox/faults/stop")
+    after, _, _ = fetch_all(http, iss, TS)
+    assert after[:len(before)] == before and len(after) > len(before)
+    sys_idx, t_idx = columns.index("systime"), columns.index("tradetime")
+    backlog = {row[sys_idx] for row in after[len(before):] if row[t_idx] < "12:25:00"}
+    assert backlog == {f"{DAY} 12:30:00"}                            # systime = resume moment
+
+
+def test_slow_and_delay_profile(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"slow": {"market": "eq", "dataset": "tradestats",
+                                                             "seconds": 600}})
+    iss.clock.set(msk("12:08"))
+    assert get(http, iss, TS, latest=1).json()["data"]["data"][0][1] == "11:55:00"
+    assert get(http, iss, "/iss/datashop/algopack/eq/obstats.json", latest=1).json()["data"]["data"][0][1] == "12:05:00"
+    iss.clock.set(msk("12:15:16"))
+    assert get(http, iss, TS, latest=1).json()["data"]["data"][0][1] == "12:05:00"
+    control(http, iss, "DELETE", "/sandbox/faults?history=1")
+    control(http, iss, "POST", "/sandbox/faults", {"delay_profile": {"market": "fx", "never_share": 1.0}})
+    assert get(http, iss, "/iss/datashop/algopack/fx/obstats.json").json()["data.cursor"]["data"][0][1] == 0
+
+
+def test_drop_intervals_probe_and_all(iss, http):
+    sber = "/iss/datashop/algopack/eq/tradestats/SBER.json"
+    control(http, iss, "POST", "/sandbox/faults", {"drop_intervals": {"market": "eq", "dataset": "tradestats",
+                                                                       "intervals": ["10:15", "11:00"]}})
+    times = [row[1] for row in get(http, iss, sber).json()["data"]["data"]]
+    assert len(times) == 21 and "10:15:00" not in times and "11:00:00" not in times
+    day = get(http, iss, TS).json()
+    assert "10:15:00" in {row[1] for row in fetch_all(http, iss, TS)[0]}   # others still there
+    assert day["data.cursor"]["data"][0][1] > 0
+    control(http, iss, "POST", "/sandbox/faults", {"drop_intervals": {"market": "eq", "dataset": "tradestats",
+                                                                       "intervals": ["10:20"], "scope": "all"}})
+    assert "10:20:00" not in {row[1] for row in fetch_all(http, iss, TS)[0]}
+
+
+def test_drop_secids(iss, http):
+    path = "/iss/datashop/algopack/fo/obstats.json"
+    before = {row[2] for row in get(http, iss, path, latest=1).json()["data"]["data"]}
+    control(http, iss, "POST", "/sandbox/faults", {"drop_secids": {"market": "fo", "dataset": "obstats",
+                                                                    "count": 40, "since": "11:00"}})
+    after_rows = fetch_all(http, iss, path)[0]
+    latest = {row[2] for row in after_rows if row[1] == "11:55:00"}
+    early = {row[2] for row in after_rows if row[1] == "10:55:00"}
+    assert len(latest) <= len(before) - 30 and "SiZ6" in latest
+    assert len(early) > len(latest)                                  # earlier buckets keep them
+
+
+def test_hi2_late_hold_and_seconds(iss, http):
+    hi2 = "/iss/datashop/algopack/eq/hi2.json"
+    control(http, iss, "POST", "/sandbox/faults", {"hi2_late": {"market": "eq"}})
+    iss.clock.set(msk("19:10"))
+    assert get(http, iss, hi2).json()["data.cursor"]["data"][0][1] == 0
+    assert get(http, iss, "/iss/datashop/algopack/fx/hi2.json").json()["data.cursor"]["data"][0][1] > 0
+    control(http, iss, "DELETE", "/sandbox/faults/hi2_late")
+    rows = get(http, iss, hi2).json()["data"]["data"]
+    assert rows and rows[0][6] == f"{DAY} 19:10:00"
+    control(http, iss, "DELETE", "/sandbox/faults?history=1")
+    iss.clock.set(msk("18:00"))
+    control(http, iss, "POST", "/sandbox/faults", {"hi2_late": {"market": "eq", "seconds": 1800}})
+    iss.clock.set(msk("19:00"))
+    assert get(http, iss, hi2).json()["data.cursor"]["data"][0][1] == 0
+    iss.clock.set(msk("19:15:40"))
+    assert get(http, iss, hi2).json()["data"]["data"][0][6] == f"{DAY} 19:15:40"
+
+
+# ----- request knobs ----------------------------------------------------------------------
+
+def test_http_error_counts_and_retry_after(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"http_error": {"status": 429, "retry_after": 7, "count": 2,
+                                                                   "market": "eq"}})
+    first = get(http, iss, TS)
+    assert first.status_code == 429 and first.headers["Retry-After"] == "7"
+    assert get(http, iss, "/iss/datashop/algopack/fx/tradestats.json").status_code == 200
+    assert get(http, iss, TS).status_code == 429
+    assert get(http, iss, TS).status_code == 200
+    control(http, iss, "POST", "/sandbox/faults", {"http_error": {"status": 502}})
+    assert [get(http, iss, TS).status_code for _ in range(3)] == [502, 502, 502]
+    control(http, iss, "DELETE", "/sandbox/faults/http_error")
+    assert get(http, iss, TS).status_code == 200
+    codes = next(r for r in iss.stats()["routes"] if (r["kind"], r["market"], r["dataset"]) == ("day", "eq", "tradestats"))["status"]
+    assert codes.get("429") == 2 and codes.get("502") == 3
+
+
+def test_hang(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"hang": {"seconds": 1.5, "count": 1}})
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        http.get(iss.url + TS, timeout=0.3)
+    assert get(http, iss, TS).status_code == 200
+
+
+def test_malformed_html_empty_missing_columns(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"malformed": {"count": 1}})
+    bad = get(http, iss, TS)
+    assert bad.status_code == 200
+    with pytest.raises(ValueError):
+        bad.json()
+    control(http, iss, "POST", "/sandbox/faults", {"html": {"count": 1}})
+    page = get(http, iss, TS)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert get(http, iss, TS).headers["Content-Type"].startswith("application/json")
+    control(http, iss, "POST", "/sandbox/faults", {"empty": {"market": "eq"}})
+    body = get(http, iss, TS).json()
+    assert body["data"]["data"] == [] and body["data.cursor"]["data"][0][1] == 0
+    assert get(http, iss, "/iss/datashop/algopack/fo/obstats.json").json()["data"]["data"]
+    control(http, iss, "DELETE", "/sandbox/faults")
+    control(http, iss, "POST", "/sandbox/faults", {"missing_columns": {"columns": ["systime"]}})
+    body = get(http, iss, TS).json()
+    assert "systime" not in body["data"]["columns"] and len(body["data"]["data"][0]) == 26
+
+
+def test_break_paging(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"break_paging": {"market": "eq"}})
+    assert get(http, iss, TS).status_code == 200
+    assert get(http, iss, TS, start=1000).status_code == 500
+    assert get(http, iss, "/iss/datashop/algopack/fx/obstats.json", start=1000).status_code == 200
+
+
+# ----- auth ----------------------------------------------------------------------------------
+
+def test_passport_cookie_flow_expiry_and_html(calendar_file):
+    clock = ManualClock(msk("12:00"))
+    with SandboxIss(str(calendar_file), clock, auth="passport", passport_login="user",
+                    passport_password="secret") as iss, requests.Session() as http:
+        assert http.get(iss.url + TS).status_code == 401
+        assert http.get(iss.url + "/authenticate", auth=("user", "wrong")).status_code == 401
+        assert "MicexPassportCert" not in http.cookies
+        response = http.get(iss.url + "/authenticate", auth=("user", "secret"))
+        assert response.status_code == 200 and http.cookies.get("MicexPassportCert")
+        assert http.get(iss.url + TS).status_code == 200
+        control(http, iss, "POST", "/sandbox/faults", {"expire_auth": {}})
+        assert http.get(iss.url + TS).status_code == 401
+        http.get(iss.url + "/authenticate", auth=("user", "secret"))
+        assert http.get(iss.url + TS).status_code == 200
+        control(http, iss, "POST", "/sandbox/faults", {"cookie_ttl": {"seconds": 3600}})
+        clock.advance(3601)
+        assert http.get(iss.url + TS).status_code == 401
+        control(http, iss, "POST", "/sandbox/faults", {"auth_html": {}})
+        page = http.get(iss.url + TS)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        http.get(iss.url + "/authenticate", auth=("user", "secret"))
+        assert http.get(iss.url + TS).headers["Content-Type"].startswith("application/json")
+        assert requests.get(iss.url + "/sandbox/health").status_code == 200   # control needs no auth
+
+
+def test_apikey_bearer(calendar_file):
+    with SandboxIss(str(calendar_file), ManualClock(msk("12:00")), auth="apikey", api_key="k-123") as iss:
+        assert requests.get(iss.url + TS).status_code == 401
+        assert requests.get(iss.url + TS, headers={"Authorization": "Bearer nope"}).status_code == 403
+        ok = requests.get(iss.url + TS, headers={"Authorization": "Bearer k-123"})
+        assert ok.status_code == 200 and ok.json()["data"]["data"]
+
+
+# ----- the command line ---------------------------------------------------------------------
+
+def test_cli_process(calendar_file, tmp_path):
+    port = free_port()
+    spec = f"start={msk('12:00').isoformat()},speed=1,anchor={time.time():.3f}"
+    argv = python_module("sandbox.iss", "--listen", f"127.0.0.1:{port}", "--calendar", str(calendar_file),
+                         "--clock", spec, "--auth", "apikey", "--publish-delay", "20:20")
+    with ManagedProcess("sandbox-iss", argv, tmp_path / "iss.log", env={"SANDBOX_API_KEY": "cli-key"}) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/sandbox/health", timeout=20, proc=proc)
+        assert f"sandbox-iss listening on {url}" in proc.tail()
+        assert requests.get(url + "/sandbox/clock", timeout=5).json()["spec"].startswith("start=2026-11-25T12:00")
+        body = requests.get(url + TS, params={"latest": 1}, headers={"Authorization": "Bearer cli-key"},
+                            timeout=10).json()
+        row = body["data"]["data"][0]
+        assert row[1] == "11:55:00" and row[22] == f"{DAY} 11:55:20"
+    assert "cli-key" not in (tmp_path / "iss.log").read_text()
