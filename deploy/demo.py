@@ -47,24 +47,25 @@ def plain_text(record: dict[str, Any]) -> str:
     return text
 
 
-def is_resolved(record: dict[str, Any]) -> bool:
-    text = plain_text(record)
-    return "✅" in text or "Решено" in text or "решено" in text
+def _parts(text: str) -> tuple[str, str]:
+    """(firing part, resolved part) of one Alertmanager message: the template puts the
+    resolved alerts after a line starting with ✅ (alertmanager/templates/telegram.tmpl)."""
+    firing, _, resolved = text.partition("✅")
+    return firing, resolved
 
 
-def is_delay_alert(record: dict[str, Any], market: str, dataset: str) -> bool:
-    """Alertmanager's message about AlgopackDataDelayed for that market (firing or resolved)."""
-    text = plain_text(record)
-    return (record.get("bot_id") == ALERT_BOT_ID and DELAY_TITLE.lower() in text.lower()
-            and market.upper() in text and dataset in text)
+def _mentions(part: str, market: str, dataset: str) -> bool:
+    return DELAY_TITLE.lower() in part.lower() and market.upper() in part and dataset in part
 
 
 def is_delay_firing(record: dict[str, Any], market: str, dataset: str) -> bool:
-    return is_delay_alert(record, market, dataset) and not is_resolved(record)
+    """Alertmanager's message reports AlgopackDataDelayed firing for that market/dataset."""
+    return record.get("bot_id") == ALERT_BOT_ID and _mentions(_parts(plain_text(record))[0], market, dataset)
 
 
 def is_delay_resolved(record: dict[str, Any], market: str, dataset: str) -> bool:
-    return is_delay_alert(record, market, dataset) and is_resolved(record)
+    """Alertmanager's message reports AlgopackDataDelayed resolved for that market/dataset."""
+    return record.get("bot_id") == ALERT_BOT_ID and _mentions(_parts(plain_text(record))[1], market, dataset)
 
 
 class Printer:
@@ -158,8 +159,6 @@ def run(args: argparse.Namespace) -> int:
 Virtual time runs {args.speed:g}x: a 5-minute bucket every {300 / args.speed:.0f} s. In {args.fault_after:.0f} s the demo
 stops {args.market} {args.dataset} in the sandbox ISS; the alerts arrive below, then the resolves.
 """, flush=True)
-        if not args.no_bot_command and "bot" in stack.procs:
-            stack.telegram_command("/status", user_id=USER_ID)
         return _loop(stack, out, args)
     except KeyboardInterrupt:
         out.event("interrupted: stopping every process")
@@ -181,8 +180,14 @@ def _loop(stack: LocalStack, out: Printer, args: argparse.Namespace) -> int:
     fault_at: float | None = None
     alert_at: float | None = None
     restored = False
+    # Ask the bot for /status once the exporter has polled and Prometheus scraped a few times.
+    status_at = None if args.no_bot_command or "bot" not in stack.procs else min(10.0, args.fault_after / 2)
     while True:
         now = time.monotonic()
+        if status_at is not None and now - began >= status_at:
+            out.event("sending /status to the bot as a group member would")
+            stack.telegram_command("/status", user_id=USER_ID)
+            status_at = None
         records = stack.telegram_messages(since=seen)
         for record in records:
             out.message(record)

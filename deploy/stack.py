@@ -226,7 +226,7 @@ class LocalStack:
             raise RuntimeError("stack already started")
         self._prepare_workdir()
         for name in ALL_COMPONENTS:
-            if name in self.components:
+            if name in self.components and name != "bot":  # the bot serves no HTTP
                 self.ports[name] = free_port()
                 self.urls[name] = f"http://127.0.0.1:{self.ports[name]}"
         # The clock's anchor is "now": virtual time starts at virtual_start as the stack comes up.
