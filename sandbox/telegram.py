@@ -725,11 +725,15 @@ def _make_handler(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:
                 body, ctype = payload, "application/octet-stream"
             else:
                 body, ctype = json.dumps(payload, ensure_ascii=False).encode(), "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # the client gave up (a long poll cancelled at shutdown): nothing to answer
+                self.close_connection = True
 
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)

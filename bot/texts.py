@@ -1,0 +1,129 @@
+"""Every string a Telegram user reads (Russian). Code and comments elsewhere stay English.
+
+Messages are sent with parse_mode=HTML: anything interpolated from data goes through
+`esc()` first.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+MARKET_LABELS = {"eq": "EQ | Акции", "fx": "FX | Валюта", "fo": "FO | Фьючерсы"}
+MONTHS = ("Январь", "Февраль", "Март", "Апрель", "Май", "Июнь", "Июль", "Август", "Сентябрь", "Октябрь",
+          "Ноябрь", "Декабрь")
+MONTHS_SHORT = ("янв", "фев", "мар", "апр", "май", "июн", "июл", "авг", "сен", "окт", "ноя", "дек")
+WEEKDAYS = ("Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс")
+STATUS = {"working": "рабочий", "holiday": "выходной"}
+SOURCE = {"iss": "биржа", "manual": "вручную", "default": "по умолчанию"}
+
+TRUNCATED = "… и ещё {n}"
+
+
+def esc(value: object) -> str:
+    return escape(str(value), quote=False)
+
+
+# ------------------------------------------------------------------ commands
+
+COMMANDS = (
+    ("calendar", "Календарь торговых дней: просмотр и правка"),
+    ("status", "Сессии, свежесть данных, активные алерты"),
+    ("alerts", "Активные алерты с кнопками «заглушить»"),
+    ("silences", "Активные заглушки (silence) и их снятие"),
+    ("report", "График задержки публикации: /report [рынок] [дата]"),
+    ("info", "ID чата и пользователя"),
+    ("help", "Что умеет бот"),
+)
+
+START = ("👋 Бот мониторинга ALGOPACK (MOEX ISS).\n"
+         "Следит за календарём торговых сессий и показывает состояние мониторинга.\n"
+         "Список команд — /help")
+
+HELP = """<b>Команды</b>
+/calendar — календарь торговых дней. Год → месяц → сетка дней (Пн–Вс). Нажатие на день \
+переключает его: рабочий ⇄ выходной, изменение сразу записывается в calendar.yml и \
+подхватывается экспортёром. <code>/calendar 2026-11</code> — сразу нужный месяц.
+/status — по каждому рынку: идёт ли сессия, когда следующая, возраст последних данных по \
+каждому датасету (из Prometheus) и активные алерты (из Alertmanager).
+/alerts — активные алерты; кнопки «🔕 1 ч» и «🔕 до конца дня» создают заглушку \
+(silence) ровно для этого алерта.
+/silences — активные заглушки; кнопка «✖ снять» удаляет заглушку.
+/report [рынок] [дата] — PNG-график задержки публикации (SYSTIME − время интервала) по \
+датасетам за день и таблица макс/мин/средн/медиана. Пример: <code>/report fo 2026-11-25</code>; \
+без аргументов — все рынки за сегодня.
+/info — ID этого чата, тип чата и ваш ID (для настройки доступа).
+/help — эта справка.
+
+Обозначения календаря: 🔴 выходной, 🟡 особое расписание, [ ] сегодня."""
+
+INFO = ("<b>Чат</b>: <code>{chat_id}</code> ({chat_type}){title}\n"
+        "<b>Пользователь</b>: <code>{user_id}</code>{username}")
+
+REFUSED = ("⛔ Доступ запрещён. Чат <code>{chat_id}</code>, пользователь <code>{user_id}</code> "
+           "не в списке разрешённых.")
+REFUSED_SHORT = "⛔ Доступ запрещён"
+NOT_ADMIN = "⛔ Менять календарь могут только администраторы"
+STALE = "Меню устарело — откройте команду заново"
+INTERNAL_ERROR = "⚠️ Внутренняя ошибка, попробуйте ещё раз"
+BAD_ARGS_CALENDAR = "Не понял месяц. Пример: <code>/calendar 2026-11</code> (годы {first}–{last})"
+
+# ------------------------------------------------------------------ calendar
+
+CAL_YEARS = "📅 <b>Календарь торговых дней</b>\nВыберите год:"
+CAL_MONTHS = "📅 <b>{year}</b>\nВыберите месяц:"
+CAL_MONTH_TITLE = "📅 <b>{month} {year}</b>"
+CAL_LEGEND = "Нажмите на день, чтобы переключить рабочий ⇄ выходной.\n🔴 выходной · 🟡 особое расписание · [ ] сегодня"
+CAL_SPECIAL_HEADER = "<b>Особые дни месяца:</b>"
+CAL_NO_SPECIAL = "Особых дней в этом месяце нет."
+CAL_DAY_LINE = "{day} — {status}{detail} · {source}"
+CAL_SESSIONS = " ({sessions})"
+CAL_ONLY_MARKETS = "торгуют: {markets}"
+CAL_CHANGED = "✅ {actor}: {day} {old} → {new}"
+CAL_WRITE_FAILED = "⚠️ Не удалось записать календарь: {error}"
+CAL_BACK_YEARS = "⬆ Годы"
+CAL_BACK_MONTHS = "⬆ {year}"
+CAL_TOGGLED_ANSWER = "{day}: {new}"
+
+# ------------------------------------------------------------------ status / alerts
+
+STATUS_TITLE = "📡 <b>Статус</b> на {now} МСК"
+STATUS_IN_SESSION = "🟢 идёт сессия до {end}"
+STATUS_OUT_OF_SESSION = "⚪ вне сессии"
+STATUS_NEXT = "следующая {start}"
+STATUS_NO_NEXT = "следующей сессии в ближайшие 30 дней нет"
+STATUS_ENDPOINT = "  {endpoint}: {age}"
+STATUS_AGE = "данные {ago} назад ({at}), отставание {lag}"
+STATUS_NO_DATA = "нет данных"
+STATUS_ALERTS = "🔥 <b>Активные алерты: {n}</b>"
+STATUS_NO_ALERTS = "✅ Активных алертов нет"
+PROMETHEUS_DOWN = "⚠️ Prometheus недоступен ({reason}) — возраст данных неизвестен"
+ALERTMANAGER_DOWN = "⚠️ Alertmanager недоступен ({reason}) — алерты неизвестны"
+
+ALERTS_TITLE = "🔥 <b>Активные алерты: {n}</b>"
+ALERTS_NONE = "✅ Активных алертов нет"
+ALERT_LINE = "{n}. {severity} <b>{name}</b>{where} — с {since}\n   {summary}"
+SILENCE_1H = "🔕 1 ч #{n}"
+SILENCE_EOD = "🔕 до конца дня #{n}"
+REFRESH = "🔄 Обновить"
+ALERT_GONE = "Алерт уже не активен"
+SILENCED_ANSWER = "🔕 Заглушено до {until}"
+SILENCED_NOTE = "🔕 {actor} заглушил(а) {name}{where} до {until}"
+SILENCES_TITLE = "🔕 <b>Активные заглушки: {n}</b>"
+SILENCES_NONE = "Активных заглушек нет"
+SILENCE_LINE = "{n}. {matchers}\n   до {until} · {author}{comment}"
+SILENCE_EXPIRE = "✖ снять #{n}"
+SILENCE_EXPIRED_ANSWER = "Заглушка снята"
+SILENCE_EXPIRED_NOTE = "🔔 {actor} снял(а) заглушку: {matchers}"
+SILENCE_COMMENT = "из Telegram: {actor}"
+
+# ------------------------------------------------------------------ report
+
+REPORT_CAPTION_TITLE = "📊 Задержка публикации · {market} · {day}"
+REPORT_TABLE_HEADER = "датасет: макс / мин / средн / медиана, с"
+REPORT_TABLE_LINE = "{endpoint}: {max} / {min} / {mean} / {median}"
+REPORT_NO_DATA = "📊 {market} · {day}: нет данных о задержке публикации"
+REPORT_BAD_ARGS = ("Не понял аргументы. Пример: <code>/report fo 2026-11-25</code> "
+                   "(рынок: eq, fx, fo; дата ГГГГ-ММ-ДД, не в будущем)")
+REPORT_PLOT_TITLE = "Задержка публикации {market}, {day}"
+REPORT_PLOT_Y = "SYSTIME − время интервала, с"
+REPORT_PLOT_X = "время МСК"
