@@ -299,14 +299,14 @@ class DataSource:
     """Universe + lazily generated, cached day frames."""
 
     def __init__(self, calendar_provider, scale: float = 1.0, seed: int = 1,
-                 hi2_times: dict[str, str] | None = None, cache_size: int = 96):
+                 hi2_times: dict[str, str] | None = None, cache_rows: int = 2_500_000):
         self._calendar = calendar_provider        # callable -> exporter.calendar.Calendar
         self.scale = scale
         self.seed = seed
         self.hi2_times = {m: parse_hms(t) for m, t in {**DEFAULT_HI2_TIMES, **(hi2_times or {})}.items()}
         self._universes: dict[str, list[Instrument]] = {}
         self._frames: OrderedDict[tuple, DayFrame] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache_rows = cache_rows  # LRU bound (~0.5-1 kB per cached row)
         self._lock = threading.Lock()
         self._gen_locks: dict[tuple, threading.Lock] = {}
 
@@ -339,8 +339,10 @@ class DataSource:
                 cached = self._generate(market, dataset, day)
                 with self._lock:
                     self._frames[key] = cached
-                    while len(self._frames) > self._cache_size:
-                        self._frames.popitem(last=False)
+                    total = sum(f.rows_total for f in self._frames.values())
+                    while total > self._cache_rows and len(self._frames) > 1:
+                        _, evicted = self._frames.popitem(last=False)
+                        total -= evicted.rows_total
                     self._gen_locks.pop(key, None)
             return cached
 
@@ -377,24 +379,12 @@ class DataSource:
         insts = [inst for inst, p in zip(universe, present, strict=True) if p]
         numeric = [c for c in columns if c not in ("tradedate", "tradetime", "secid", "asset_code", "systime")]
         values = _numeric_columns(market, dataset, numeric, insts, rng)
-        tradedate = day.isoformat()
-        for idx, inst in enumerate(insts):
-            row = []
-            for col in columns:
-                if col == "tradedate":
-                    row.append(tradedate)
-                elif col == "tradetime":
-                    row.append(bucket.tradetime)
-                elif col == "secid":
-                    row.append(inst.secid)
-                elif col == "asset_code":
-                    row.append(inst.asset_code)
-                elif col == "systime":
-                    row.append(None)
-                else:
-                    row.append(values[col][idx])
-            bucket.rows.append(row)
-            bucket.secids.append(inst.secid)
+        n = len(insts)
+        fixed = {"tradedate": [day.isoformat()] * n, "tradetime": [bucket.tradetime] * n,
+                 "secid": [i.secid for i in insts], "asset_code": [i.asset_code for i in insts],
+                 "systime": [None] * n}
+        bucket.rows = list(map(list, zip(*(fixed[c] if c in fixed else values[c] for c in columns), strict=True)))
+        bucket.secids = fixed["secid"]
         return bucket
 
     def _futoi_bucket(self, day: date, end: datetime, rng: np.random.Generator) -> Bucket:
