@@ -290,3 +290,36 @@ def test_entrypoint_turns_file_secrets_into_variables(tmp_path):
     assert "B" not in seen and "D" not in seen  # empty / missing files are ignored
     assert seen["C"] == "kept"  # an explicit variable wins
     assert "value-from-file" not in result.stderr
+
+
+# ------------------------------------------------------------ make run: .env and secrets/
+
+
+def test_env_file_parsing_and_layering(tmp_path):
+    from deploy.run import build_environment, parse_env_file
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\n\nexport A=1\nB='two words'\nC=\"x # not a comment\"\nD=3 # comment\n"
+                        "E=\nMOEX_API_KEY=\n")
+    assert parse_env_file(env_file) == {"A": "1", "B": "two words", "C": "x # not a comment", "D": "3",
+                                        "E": "", "MOEX_API_KEY": ""}
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "moex_api_key").write_text("from-file\n")
+    (secrets / "telegram_bot_token").write_text("")  # empty: ignored
+    env = build_environment({"A": "from-shell", "PATH": "/bin"}, env_file, secrets)
+    assert env["A"] == "from-shell"            # the shell wins over .env
+    assert env["MOEX_API_KEY"] == "from-file"  # an empty .env value does not hide the secret file
+    assert "TELEGRAM_BOT_TOKEN" not in env
+    bad = tmp_path / "bad.env"
+    bad.write_text("just words\n")
+    with pytest.raises(ValueError, match="bad.env:1"):
+        parse_env_file(bad)
+
+
+def test_env_example_parses_and_names_only_settings():
+    from deploy.run import parse_env_file
+
+    values = parse_env_file(REPO_ROOT / ".env.example")
+    assert {"TELEGRAM_GROUP_CHATID", "GRAFANA_ADMIN_PASSWORD", "GRAFANA_URL"} <= set(values)
+    assert values["GRAFANA_ADMIN_PASSWORD"] == ""  # no default password
