@@ -136,7 +136,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Explicit, so Ctrl-C works even when started with SIGINT ignored (e.g. `cmd &` in a script).
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     stack = LocalStack(args.workdir, clock_speed=args.speed, virtual_start=virtual_start(args.start),
                        delay_threshold_seconds=args.delay_threshold)
     out = Printer(stack)
@@ -167,6 +169,9 @@ stops {args.market} {args.dataset} in the sandbox ISS; the alerts arrive below, 
         print(f"demo failed to start: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         pids = stack.pids
         codes = stack.stop()
         if codes:

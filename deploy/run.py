@@ -131,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[ManagedProcess] = []
+    # Explicit, so Ctrl-C works even when started with SIGINT ignored (e.g. `cmd &` in a script).
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         exporter_addr = config.web.listen_address
         procs.append(ManagedProcess("exporter", python_module("exporter", f"--config.file={args.config_file}"),
@@ -157,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"start failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for proc in reversed(procs):
             proc.stop()
         if procs:
