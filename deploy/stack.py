@@ -261,6 +261,11 @@ class LocalStack:
         self._http.close()
         return codes
 
+    def stop_component(self, name: str) -> int | None:
+        """Stop one component by pid (e.g. the exporter, to see AlgopackExporterDown); it no
+        longer counts in `alive()` and `stop()` skips it. Returns its exit code."""
+        return self.procs.pop(name).stop(timeout=10)
+
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self.procs.items()}
 
