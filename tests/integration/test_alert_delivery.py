@@ -80,7 +80,7 @@ def test_stop_resume_closed_session_and_exporter_down(tmp_path):
               f"({elapsed * SPEED / 60:.1f} virtual min, threshold {DELAY_THRESHOLD / 60:.0f} min)")
         match = re.fullmatch(
             r"🔴 <b>Задержка данных</b> · EQ \| Акции · tradestats\n"
-            r"Данные не обновлялись (\d+) мин \(порог 8 мин\), последний интервал (\d\d:\d\d) по SBER\.\n"
+            r"Данные не обновлялись (\d+) мин(?: \d+ с)? \(порог 8 мин\), последний интервал (\d\d:\d\d) по SBER\.\n"
             r"С (\d\d:\d\d) МСК\n"
             r'<a href="(?P<grafana>[^"]+)">Grafana</a> · <a href="(?P<iss>[^"]+)">ISS</a>',
             firing["text"])
