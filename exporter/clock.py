@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -80,7 +80,7 @@ class FastClock(Clock):
 
     def to_real(self, virtual: datetime) -> datetime:
         real_ts = self.anchor + (virtual.timestamp() - self.start.timestamp()) / self.speed
-        return datetime.fromtimestamp(real_ts, virtual.tzinfo or timezone.utc)
+        return datetime.fromtimestamp(real_ts, virtual.tzinfo or UTC)
 
     def to_virtual(self, real: datetime) -> datetime:
         return datetime.fromtimestamp(self._virtual_ts(real.timestamp()), real.tzinfo or MSK)

@@ -164,7 +164,8 @@ class AlgopackCollector(Collector):
                                          labels=labels)
         for state in states:
             key = [state.market, state.endpoint]
-            up.add_metric(key, 1.0 if state.up else 0.0)
+            # Never polled since start (hi2 before its window, a market before its session): unknown.
+            up.add_metric(key, (1.0 if state.up else 0.0) if state.polled else NAN)
             polls.add_metric(key, float(state.polls_total))
             for reason in ERROR_REASONS:
                 errors.add_metric([*key, reason], float(state.errors.get(reason, 0)))

@@ -70,7 +70,8 @@ class Poller:
         calendar = self.calendars.current
         for pair, state in self.store.snapshot.pairs.items():
             sessions = calendar.sessions(pair[0], now.date())
-            moment = now if sessions and sessions[0].start <= now else self.planned_next(pair, now)
+            traded_today = bool(sessions) and sessions[0].start <= now
+            moment = now if traded_today and pair[1] != "hi2" else self.planned_next(pair, now)
             self.store.put(replace(state, next_poll_ts=moment.timestamp()), now.timestamp())
             plan[pair] = moment
         return plan

@@ -268,6 +268,7 @@ def _page(segments: list[tuple[list[list], str]], start: int, systime_index: int
 class _Handler(BaseHTTPRequestHandler):
     iss: SandboxIss
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
     _hang_seconds = 0.0
     server_version = "sandbox-iss"
 

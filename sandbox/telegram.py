@@ -714,6 +714,7 @@ class FakeTelegram:
 def _make_handler(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall between headers and body
         server_version = "FakeTelegram/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

@@ -15,12 +15,24 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import ExporterApp
+from exporter.calendar import CalendarStore
 from exporter.clock import MSK, ManualClock
 from exporter.config import load_config
 from sandbox.iss import SandboxIss
+from sandbox.issdata import DataSource
 
 REPO = Path(__file__).resolve().parents[2]
 CALENDAR = REPO / "calendar.yml"
+_SHARED_DATA: DataSource | None = None
+
+
+def shared_data() -> DataSource:
+    """One generated data set for all simulations of a test run (generation is the slow part)."""
+    global _SHARED_DATA
+    if _SHARED_DATA is None:
+        store = CalendarStore(str(CALENDAR))
+        _SHARED_DATA = DataSource(lambda: store.current, scale=1.0, seed=1)
+    return _SHARED_DATA
 
 
 def at(hh: int, mm: int, ss: int = 0, day: int = 25) -> datetime:
@@ -48,6 +60,7 @@ class Simulation:
     def __init__(self, tmp_path: Path, start: datetime, auth: str = "none", environ=None, **config_overrides):
         self.clock = ManualClock(start)
         self.iss = SandboxIss(str(CALENDAR), self.clock, auth=auth, seed=1, port=0)
+        self.iss.data = shared_data()
         self.iss.start()
         overrides = dict(config_overrides)
         overrides["iss"] = {"auth": auth, "passport_url": self.iss.url + "/authenticate", **overrides.get("iss", {})}
