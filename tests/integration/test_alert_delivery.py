@@ -118,7 +118,7 @@ def test_stop_resume_closed_session_and_exporter_down(tmp_path):
         # 3. The exporter dies: only AlgopackExporterDown.
         before_kill = len(stack.telegram_messages(chat_id=GROUP_CHAT_ID))
         killed = time.monotonic()
-        stack.procs.pop("exporter").stop()   # stopped by pid; the stack no longer watches it
+        stack.stop_component("exporter")
         down = stack.wait_for_message(
             lambda m: m["bot_id"] == ALERT_BOT_ID and "Экспортёр не отвечает" in (m["text"] or ""),
             timeout=120, since=before_kill)
