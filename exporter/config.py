@@ -95,8 +95,8 @@ class CalendarConfig:
 @dataclass(frozen=True)
 class PollConfig:
     interval_seconds: float = 60.0
-    publish_offset_seconds: float = 15.0
-    publish_grace_seconds: float = 60.0
+    publish_offset_seconds: float = 20.0
+    publish_grace_seconds: float = 120.0
     max_workers: int = 2
 
 
@@ -406,7 +406,7 @@ def _read_iss(raw: Mapping[str, Any], environ: Mapping[str, str], checker: _Chec
     r = _Reader(checker, "iss", _section(raw, "iss"))
     auth = r.values.get("auth", "none")
     if auth not in AUTH_MODES:
-        checker.error("iss.auth", f"must be one of {', '.join(AUTH_MODES)}")
+        checker.error("iss.auth", f"must be one of {', '.join(AUTH_MODES)} (got {auth!r})")
         auth = "none"
     default_base = DEFAULT_APIM_URL if auth == "apikey" else DEFAULT_ISS_URL
     secrets = {name: (environ.get(name) or "").strip() or None

@@ -46,7 +46,7 @@ def test_minimal_file_gets_every_default(tmp_path):
     assert cfg.iss.user_agent == f"algopack-monitor/{__version__}"
     assert cfg.calendar.file == tmp_path / "calendar.yml" and cfg.calendar.reload_interval_seconds == 2
     assert (cfg.poll.interval_seconds, cfg.poll.publish_offset_seconds, cfg.poll.publish_grace_seconds,
-            cfg.poll.max_workers) == (60, 15, 60, 2)
+            cfg.poll.max_workers) == (60, 20, 120, 2)
     assert cfg.delay_threshold_seconds == 600
     assert cfg.markets["eq"].probe == "SBER" and cfg.markets["fx"].probe == "CNYRUB_TOM"
     assert cfg.markets["fo"].probe == "auto" and cfg.markets["fo"].futoi_ticker == "RI"
