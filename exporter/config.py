@@ -87,9 +87,20 @@ class IssConfig:
 
 
 @dataclass(frozen=True)
+class CalendarSyncConfig:
+    """The exporter's daily merge of the ISS calendar into calendar.yml (off by default)."""
+
+    enabled: bool = False
+    time: str = "06:17"  # Moscow "HH:MM"; off the 5-minute marks, well before the sessions
+    days_ahead: int = 366  # synced range: today .. today + days_ahead
+    retry_minutes: float = 60.0  # after a failure, try again this soon (not a day later)
+
+
+@dataclass(frozen=True)
 class CalendarConfig:
     file: Path = Path("calendar.yml")
     reload_interval_seconds: float = 2.0
+    sync: CalendarSyncConfig = field(default_factory=CalendarSyncConfig)
 
 
 @dataclass(frozen=True)
@@ -198,7 +209,7 @@ def split_listen_address(address: str) -> tuple[str, int]:
 
 _SCHEMA: dict[str, Any] = {
     "iss": {"base_url", "auth", "passport_url", "timeout_seconds", "retries", "backoff_seconds", "user_agent"},
-    "calendar": {"file", "reload_interval_seconds"},
+    "calendar": {"file", "reload_interval_seconds", "sync"},
     "poll": {"interval_seconds", "publish_offset_seconds", "publish_grace_seconds", "max_workers"},
     "delay_threshold_seconds": None,
     "markets": {"eq", "fx", "fo"},
@@ -209,6 +220,7 @@ _SCHEMA: dict[str, Any] = {
     "alertmanager": {"url"},
     "grafana": {"url"},
 }
+_SYNC_KEYS = {"enabled", "time", "days_ahead", "retry_minutes"}
 _MARKET_KEYS = {"enabled", "probe", "endpoints"}
 _FO_MARKET_KEYS = _MARKET_KEYS | {"futoi_ticker"}
 
@@ -425,6 +437,32 @@ def _read_iss(raw: Mapping[str, Any], environ: Mapping[str, str], checker: _Chec
     )
 
 
+def _read_calendar_sync(values: Any, checker: _Checker) -> CalendarSyncConfig:
+    path = "calendar.sync"
+    if values is None:
+        return CalendarSyncConfig()
+    if not isinstance(values, Mapping):
+        checker.error(path, "must be a mapping")
+        return CalendarSyncConfig()
+    for key in values:
+        if key not in _SYNC_KEYS:
+            checker.error(f"{path}.{key}", f"unknown key (known: {', '.join(sorted(_SYNC_KEYS))})")
+    r = _Reader(checker, path, values)
+    base = CalendarSyncConfig()
+    at = values.get("time", base.time)
+    if isinstance(at, int) and not isinstance(at, bool) and 0 <= at < 24 * 60:
+        at = f"{at // 60:02d}:{at % 60:02d}"  # YAML 1.1 reads an unquoted 06:17 as base-60 377
+    if not isinstance(at, str) or not _HHMM_RE.match(at.strip()):
+        checker.error(f"{path}.time", 'must be "HH:MM" (quoted), Moscow time')
+        at = base.time
+    days_ahead = int(r.number("days_ahead", base.days_ahead, integer=True))
+    if days_ahead > 731:
+        checker.error(f"{path}.days_ahead", "must be <= 731 (two years)")
+        days_ahead = base.days_ahead
+    return CalendarSyncConfig(enabled=r.boolean("enabled", base.enabled), time=at.strip(), days_ahead=days_ahead,
+                              retry_minutes=r.number("retry_minutes", base.retry_minutes))
+
+
 def _read_markets(raw: Mapping[str, Any], checker: _Checker) -> dict[str, MarketConfig]:
     defaults = _default_markets()
     section = _section(raw, "markets")
@@ -586,6 +624,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     calendar = CalendarConfig(
         file=(base_dir / Path(cal_file).expanduser()).resolve(),
         reload_interval_seconds=cal.number("reload_interval_seconds", CalendarConfig.reload_interval_seconds),
+        sync=_read_calendar_sync(cal.values.get("sync"), checker),
     )
 
     p = _Reader(checker, "poll", _section(raw, "poll"))

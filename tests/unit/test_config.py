@@ -10,6 +10,7 @@ import pytest
 from exporter import __version__
 from exporter.config import (
     DEFAULT_APIM_URL,
+    CalendarSyncConfig,
     Config,
     ConfigError,
     load_config,
@@ -45,6 +46,7 @@ def test_minimal_file_gets_every_default(tmp_path):
     assert (cfg.iss.timeout_seconds, cfg.iss.retries, cfg.iss.backoff_seconds) == (10, 2, 0.5)
     assert cfg.iss.user_agent == f"algopack-monitor/{__version__}"
     assert cfg.calendar.file == tmp_path / "calendar.yml" and cfg.calendar.reload_interval_seconds == 2
+    assert cfg.calendar.sync == CalendarSyncConfig(enabled=False, time="06:17", days_ahead=366, retry_minutes=60)
     assert (cfg.poll.interval_seconds, cfg.poll.publish_offset_seconds, cfg.poll.publish_grace_seconds,
             cfg.poll.max_workers) == (60, 20, 120, 2)
     assert cfg.delay_threshold_seconds == 600
@@ -78,6 +80,7 @@ def test_example_file_is_valid_and_documents_the_defaults():
         if field.name not in ("path", "calendar"):
             assert getattr(example, field.name) == getattr(defaults, field.name), field.name
     assert example.calendar.file == REPO_ROOT / "calendar.yml"
+    assert example.calendar.sync == defaults.calendar.sync
 
 
 def test_empty_file_is_all_defaults(tmp_path):
@@ -99,6 +102,14 @@ def test_relative_calendar_path_resolves_against_config_dir(tmp_path, monkeypatc
     absolute = tmp_path / "elsewhere.yml"
     cfg = load_config(write(tmp_path, f"calendar: {{file: '{absolute}'}}\n"), {})
     assert cfg.calendar.file == absolute
+
+
+def test_calendar_sync_section(tmp_path):
+    cfg = load_config(write(tmp_path, "calendar: {sync: {enabled: true, time: 05:43, days_ahead: 30}}\n"), {})
+    # an unquoted 05:43 is a YAML 1.1 base-60 integer; it is read back as the time it says
+    assert cfg.calendar.sync == CalendarSyncConfig(enabled=True, time="05:43", days_ahead=30, retry_minutes=60)
+    compose = load_config(REPO_ROOT / "deploy" / "config.compose.yml", {})
+    assert compose.calendar.sync.enabled
 
 
 def test_partial_market_override_keeps_other_defaults(tmp_path):
@@ -126,6 +137,14 @@ BAD_ENTRIES = [
     ("iss: {user_agent: ''}", "iss.user_agent"),
     ("calendar: {reload_interval_seconds: 0}", "calendar.reload_interval_seconds"),
     ("calendar: {file: 5}", "calendar.file"),
+    ("calendar: {sync: true}", "calendar.sync"),
+    ("calendar: {sync: {enabled: 'yes'}}", "calendar.sync.enabled"),
+    ("calendar: {sync: {time: '6:17'}}", "calendar.sync.time"),
+    ("calendar: {sync: {time: '24:00'}}", "calendar.sync.time"),
+    ("calendar: {sync: {days_ahead: 0}}", "calendar.sync.days_ahead"),
+    ("calendar: {sync: {days_ahead: 1000}}", "calendar.sync.days_ahead"),
+    ("calendar: {sync: {retry_minutes: 0}}", "calendar.sync.retry_minutes"),
+    ("calendar: {sync: {when: '06:17'}}", "calendar.sync.when"),
     ("poll: {interval_seconds: -60}", "poll.interval_seconds"),
     ("poll: {publish_offset_seconds: -1}", "poll.publish_offset_seconds"),
     ("poll: {publish_grace_seconds: 0}", "poll.publish_grace_seconds"),
