@@ -1,0 +1,115 @@
+"""Shared pieces of the reliability suite: simulation stepping with per-step checks,
+promtool evaluation of exporter output, and secret scanning."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from exporter.clock import MSK
+from tests.integration.exporter_sim import Simulation
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "prometheus" / "rules" / "algopack.yml"
+
+
+def step_until(sim: Simulation, end: datetime, check: Callable[[Simulation], None]) -> int:
+    """Like `Simulation.run_until`, but calls `check(sim)` after every poll round (what a
+    Prometheus scrape right after each poll would see). Returns the number of rounds."""
+    rounds = 0
+    sim.poll_due()
+    check(sim)
+    while True:
+        upcoming = [s.next_poll_ts for s in sim.app.store.snapshot.pairs.values() if s.next_poll_ts]
+        nxt = min(upcoming) if upcoming else end.timestamp()
+        if nxt > end.timestamp():
+            sim.clock.set(end)
+            check(sim)
+            return rounds
+        sim.clock.set(datetime.fromtimestamp(max(nxt, sim.clock.timestamp()), MSK))
+        sim.poll_due()
+        rounds += 1
+        check(sim)
+
+
+def route_stats(sim: Simulation) -> dict[tuple[str, str | None, str | None], dict]:
+    return {(r["kind"], r["market"], r["dataset"]): r for r in sim.iss.stats()["routes"]}
+
+
+# ---------------------------------------------------------------------------- promtool
+
+
+def _series(name: str, labels: dict[str, str]) -> str:
+    inner = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    return f"{name}{{{inner}}}" if inner else name
+
+
+def exposition_series(sim: Simulation, names: Iterable[str]) -> dict[str, float]:
+    """Current samples of `names` as promtool series strings (NaN samples skipped, as a
+    scrape of NaN never satisfies a comparison anyway)."""
+    wanted = set(names)
+    out = {}
+    for (name, labels), value in sim.metrics().items():
+        if name in wanted and not math.isnan(value):
+            out[_series(name, dict(labels))] = value
+    return out
+
+
+def rules_without_annotations(tmp: Path) -> Path:
+    """The shipped rules with annotations dropped: their templates run queries that
+    promtool would have to match verbatim; here only the expressions and `for:` matter."""
+    doc = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    out = tmp / "rules.yml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return out
+
+
+def promtool_alerts(tmp: Path, series: dict[str, float], checks: list[dict], minutes: int = 10) -> subprocess.CompletedProcess:
+    """Hold `series` constant for `minutes` (1 m steps) and run promtool alert tests `checks`
+    ([{eval_time, alertname, exp_alerts}]) against the shipped rules' expressions."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not installed (make bins)"
+    rules = rules_without_annotations(tmp)
+    inputs = [{"series": name, "values": f"{value:g}+0x{minutes}"} for name, value in sorted(series.items())]
+    inputs.append({"series": 'up{job="algopack",instance="exporter"}', "values": f"1+0x{minutes}"})
+    doc = {"rule_files": [str(rules)], "evaluation_interval": "1m",
+           "tests": [{"interval": "1m", "input_series": inputs, "alert_rule_test": checks}]}
+    test_file = tmp / "promtool_test.yml"
+    test_file.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------- secrets
+
+# Shapes of real secrets, for files we did not write ourselves (git ls-files).
+SECRET_SHAPES = {
+    "telegram bot token": re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),
+    "passport cookie value": re.compile(r"MicexPassportCert=[A-Za-z0-9%+/=_-]{16,}"),
+    "bearer credential": re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]{24,}"),
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "secret assigned in env/yaml": re.compile(
+        r"^\s*(?:export\s+)?(?:MOEX_PASSPORT_PASSWORD|MOEX_API_KEY|TELEGRAM_BOT_TOKEN\w*|GRAFANA_ADMIN_PASSWORD"
+        r"|bot_token|password|api_key)\s*[:=]\s*['\"]?(?!\$\{|<|\{\{|['\"]|\s*$|None\b|null\b|changeme\b)\S{8,}",
+        re.MULTILINE | re.IGNORECASE),
+}
+
+
+def find_secrets(text: str, known: Iterable[str]) -> list[str]:
+    """Names of the known secret values found in `text` (exact and URL-encoded)."""
+    from urllib.parse import quote
+
+    found = []
+    for secret in known:
+        if secret and (secret in text or quote(secret, safe="") in text):
+            found.append(secret)
+    return found
