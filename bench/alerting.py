@@ -1,0 +1,227 @@
+"""Pure models used by the detection benchmark: ground truth, incidents, Alertmanager grouping.
+
+No I/O and no clock: everything takes Unix times (virtual seconds), so the unit tests feed
+plain numbers. The Prometheus/Alertmanager part here models only the production timings
+(scrape/eval every 15 s, group_wait 30 s, group_interval 5 m, repeat 4 h); the real
+binaries are measured once by `bench.realstack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+Pair = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A stop (a run of consecutive incident buckets) or a single hole of one pair."""
+
+    pair: Pair
+    buckets: tuple[float, ...]  # bucket ends, consecutive on the calendar grid
+
+    @property
+    def due(self) -> float:
+        return self.buckets[0]
+
+    @property
+    def kind(self) -> str:
+        return "stop" if len(self.buckets) > 1 else "hole"
+
+
+def incident_buckets(truth: Mapping[float, float | None], grace: float) -> set[float]:
+    """Buckets that are an incident: never published, or published more than `grace` after their end.
+
+    `truth` maps bucket end -> publish moment of the probe's row (None = never).
+    """
+    return {end for end, published in truth.items() if published is None or published - end > grace}
+
+
+def group_incidents(pair: Pair, grid: Iterable[float], bad: set[float]) -> list[Incident]:
+    """Consecutive incident buckets on the pair's bucket grid form one incident."""
+    out: list[Incident] = []
+    run: list[float] = []
+    for end in sorted(grid):
+        if end in bad:
+            run.append(end)
+        elif run:
+            out.append(Incident(pair, tuple(run)))
+            run = []
+    if run:
+        out.append(Incident(pair, tuple(run)))
+    return out
+
+
+@dataclass
+class Message:
+    """One Telegram message: when, whether it is a resolve, and what it says per pair.
+
+    `evidence[pair]` = the bucket ends the message reports for that pair (missing buckets),
+    or for a lag alert every due bucket after the newest row seen (what the lag is about).
+    """
+
+    ts: float
+    resolved: bool
+    alertname: str
+    evidence: dict[Pair, frozenset[float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Alert:
+    key: tuple[str, Pair]
+    active_since: float
+    evidence: frozenset[float]
+    resolved_at: float | None = None
+    notified_firing: bool = False
+
+
+@dataclass
+class _Group:
+    created: float
+    alerts: dict[tuple[str, Pair], _Alert] = field(default_factory=dict)
+    next_flush: float = 0.0
+    last_flush: float | None = None
+    last_sent: frozenset = frozenset()
+
+
+class AlertmanagerModel:
+    """Alertmanager 0.25 dispatch timing for `group_by: [alertname, market]`.
+
+    - A new group flushes `group_wait` after its first alert arrives.
+    - Afterwards it is checked every `group_interval`; it sends when the set of firing
+      alerts changed or an alert resolved (or `repeat_interval` passed), one message per group.
+    - A resolved alert is sent once (send_resolved: true) and then forgotten.
+    """
+
+    def __init__(self, group_wait: float = 30.0, group_interval: float = 300.0, repeat_interval: float = 4 * 3600.0):
+        self.group_wait = group_wait
+        self.group_interval = group_interval
+        self.repeat_interval = repeat_interval
+        self.groups: dict[tuple[str, str], _Group] = {}
+        self.messages: list[Message] = []
+
+    def evaluate(self, now: float, firing: Mapping[tuple[str, Pair], frozenset[float]]) -> None:
+        """One rule evaluation: `firing` maps (alertname, pair) -> evidence of alerts true now."""
+        self.tick(now)
+        for key, evidence in firing.items():
+            alertname, pair = key
+            gkey = (alertname, pair[0])
+            group = self.groups.get(gkey)
+            if group is None:
+                group = self.groups[gkey] = _Group(created=now, next_flush=now + self.group_wait)
+            alert = group.alerts.get(key)
+            if alert is None or alert.resolved_at is not None:
+                group.alerts[key] = _Alert(key, now, evidence)
+            else:
+                alert.evidence = evidence
+        for group in self.groups.values():
+            for key, alert in group.alerts.items():
+                if alert.resolved_at is None and key not in firing:
+                    alert.resolved_at = now
+
+    def tick(self, now: float) -> None:
+        """Run every flush that is due at or before `now`."""
+        for gkey in list(self.groups):
+            group = self.groups[gkey]
+            while group.next_flush <= now:
+                self._flush(gkey, group, group.next_flush)
+                if gkey not in self.groups:
+                    break
+
+    def _flush(self, gkey: tuple[str, str], group: _Group, at: float) -> None:
+        firing = {k: a for k, a in group.alerts.items() if a.resolved_at is None}
+        resolved = {k: a for k, a in group.alerts.items() if a.resolved_at is not None}
+        current = frozenset(firing)
+        changed = current != group.last_sent or bool(resolved)
+        repeat = group.last_flush is not None and at - group.last_flush >= self.repeat_interval
+        if (changed or repeat) and (firing or any(a.notified_firing for a in resolved.values())):
+            if firing:
+                self.messages.append(Message(at, False, gkey[0], {k[1]: a.evidence for k, a in firing.items()}))
+                for alert in firing.values():
+                    alert.notified_firing = True
+            notified_resolves = {k: a for k, a in resolved.items() if a.notified_firing}
+            if notified_resolves and not firing:
+                self.messages.append(Message(at, True, gkey[0], {k[1]: a.evidence for k, a in notified_resolves.items()}))
+            elif notified_resolves:
+                # Alertmanager puts resolved alerts into the same group message as the firing ones.
+                self.messages.append(Message(at, True, gkey[0], {k[1]: a.evidence for k, a in notified_resolves.items()}))
+            group.last_flush = at
+        for key in resolved:
+            del group.alerts[key]
+        group.last_sent = current
+        if not group.alerts:
+            del self.groups[gkey]
+            return
+        group.next_flush = at + self.group_interval
+
+
+@dataclass
+class DetectionSummary:
+    incidents: int
+    detected: int
+    latencies: list[float]                 # seconds from due to the first message, detected incidents
+    undetected: list[Incident]
+    firing_messages: int
+    false_alarm_messages: int
+    alerts_fired: int                      # (alertname, pair) alert episodes that were notified
+    missing_resolves: int                  # notified alert episodes without a resolve message
+
+
+def first_detection(incident: Incident, messages: Iterable[Message]) -> float | None:
+    """Moment of the first firing message that reports one of the incident's buckets for its pair."""
+    wanted = set(incident.buckets)
+    for message in sorted(messages, key=lambda m: m.ts):
+        if message.resolved or message.ts < incident.due:
+            continue
+        if wanted & set(message.evidence.get(incident.pair, ())):
+            return message.ts
+    return None
+
+
+def is_false_alarm(message: Message, bad: Mapping[Pair, set[float]]) -> bool:
+    """A firing message none of whose reported buckets is an incident bucket."""
+    if message.resolved:
+        return False
+    for pair, buckets in message.evidence.items():
+        if set(buckets) & bad.get(pair, set()):
+            return False
+    return True
+
+
+def summarize(incidents: list[Incident], messages: list[Message], bad: Mapping[Pair, set[float]],
+              episodes: tuple[int, int]) -> DetectionSummary:
+    latencies, undetected = [], []
+    for incident in incidents:
+        moment = first_detection(incident, messages)
+        if moment is None:
+            undetected.append(incident)
+        else:
+            latencies.append(moment - incident.due)
+    firing = [m for m in messages if not m.resolved]
+    false_alarms = sum(1 for m in firing if is_false_alarm(m, bad))
+    return DetectionSummary(len(incidents), len(latencies), latencies, undetected, len(firing), false_alarms,
+                            episodes[0], episodes[1])
+
+
+def count_episodes(messages: list[Message]) -> tuple[int, int]:
+    """(alert episodes notified as firing, of those never notified as resolved), per (alertname, pair)."""
+    open_: dict[tuple[str, Pair], bool] = {}
+    fired = 0
+    for message in sorted(messages, key=lambda m: (m.ts, m.resolved)):
+        for pair in message.evidence:
+            key = (message.alertname, pair)
+            if not message.resolved and not open_.get(key):
+                open_[key] = True
+                fired += 1
+            elif message.resolved and open_.get(key):
+                open_[key] = False
+    return fired, sum(1 for v in open_.values() if v)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]

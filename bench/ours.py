@@ -1,0 +1,137 @@
+"""Our exporter in virtual time: the real poller, ISS client (HTTP) and collector against the
+sandbox on a ManualClock, with the alert rules' conditions evaluated every 15 s and the
+Alertmanager dispatch model on top (bench.alerting). The scheduler's only job, "call poll
+when planned_next says", is done by the loop here (as in tests/integration/exporter_sim.py).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from exporter.app import ExporterApp
+from exporter.clock import MSK, ManualClock
+from exporter.config import load_config
+
+from . import scenario
+from .alerting import AlertmanagerModel, Pair
+
+HOLES_EXCLUDED = ("hi2", "futoi")
+
+
+def write_config(workdir: Path, iss_url: str) -> Path:
+    data = {
+        "iss": {"base_url": iss_url, "auth": "none", "timeout_seconds": 30, "retries": 0},
+        "calendar": {"file": str(scenario.CALENDAR)},
+        "poll": {"interval_seconds": scenario.POLL_INTERVAL, "publish_offset_seconds": scenario.PUBLISH_OFFSET,
+                 "publish_grace_seconds": scenario.PUBLISH_GRACE},
+        "delay_threshold_seconds": scenario.DELAY_THRESHOLD,
+    }
+    path = workdir / "bench-config.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class OurRun:
+    def __init__(self, workdir: Path, start: datetime = scenario.DAY_START, scale: float = 1.0,
+                 with_faults: bool = True):
+        self.clock = ManualClock(start)
+        self.iss = scenario.make_sandbox(self.clock, scale=scale, with_faults=with_faults)
+        self.config = load_config(str(write_config(workdir, self.iss.url)), environ={})
+        self.app = ExporterApp(self.config, self.clock)
+        self.app.poller.plan_startup(self.clock.now())
+        self.am = AlertmanagerModel(scenario.GROUP_WAIT, scenario.GROUP_INTERVAL)
+        self.evaluations = 0
+        self.poll_seconds = 0.0
+        self.polls = 0
+
+    def close(self) -> None:
+        self.iss.stop()
+        self.app.client.close()
+
+    # ---- polling ----------------------------------------------------------------------
+
+    def poll_due(self) -> None:
+        now = self.clock.now()
+        for pair in self.app.store.snapshot.pairs:
+            if self.app.poller.is_due(pair, now):
+                started = time.perf_counter()
+                self.app.poller.poll(pair)
+                self.poll_seconds += time.perf_counter() - started
+                self.polls += 1
+
+    def next_poll_ts(self) -> float:
+        upcoming = [s.next_poll_ts for s in self.app.store.snapshot.pairs.values() if s.next_poll_ts]
+        return min(upcoming) if upcoming else float("inf")
+
+    # ---- rules ------------------------------------------------------------------------
+
+    def samples(self) -> dict[str, dict[tuple, float]]:
+        out: dict[str, dict[tuple, float]] = {}
+        for family in self.app.collector.collect():
+            for sample in family.samples:
+                out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+        return out
+
+    def firing(self) -> dict[tuple[str, Pair], frozenset[float]]:
+        """The conditions of AlgopackMissingIntervals and AlgopackDataDelayed (prometheus/rules)."""
+        s = self.samples()
+        now = self.clock.now()
+        calendar = self.app.calendars.current
+        open_ = {dict(k)["market"]: v for k, v in s["algopack_session_open"].items()}
+        elapsed = {dict(k)["market"]: v for k, v in s["algopack_session_elapsed_seconds"].items()}
+        threshold = next(iter(s["algopack_delay_threshold_seconds"].values()))
+        holes: dict[Pair, set[float]] = {}
+        for labels, value in s.get("algopack_missing_interval_timestamp_seconds", {}).items():
+            d = dict(labels)
+            holes.setdefault((d["market"], d["endpoint"]), set()).add(value)
+        last_tradetime = {(dict(k)["market"], dict(k)["endpoint"]): v
+                          for k, v in s["algopack_last_tradetime_timestamp_seconds"].items()}
+        out: dict[tuple[str, Pair], frozenset[float]] = {}
+        for labels, value in s["algopack_missing_intervals"].items():
+            d = dict(labels)
+            pair = (d["market"], d["endpoint"])
+            if (pair[1] not in HOLES_EXCLUDED and value > 0 and open_.get(pair[0]) == 1
+                    and elapsed.get(pair[0], 0) >= 300):
+                out[("AlgopackMissingIntervals", pair)] = frozenset(holes.get(pair, ()))
+        for labels, value in s["algopack_lag_seconds"].items():
+            d = dict(labels)
+            pair = (d["market"], d["endpoint"])
+            if value > threshold and open_.get(pair[0]) == 1 and elapsed.get(pair[0], 0) > 600:
+                newest = last_tradetime.get(pair)
+                due = [b.timestamp() for b in calendar.expected_buckets(pair[0], now.date())
+                       if b < now and (newest is None or newest != newest or b.timestamp() > newest)]
+                out[("AlgopackDataDelayed", pair)] = frozenset(due)
+        self.evaluations += 1
+        return out
+
+    # ---- the day ----------------------------------------------------------------------
+
+    def run(self, end: datetime, events: list | None = None, evaluate: bool = True) -> None:
+        pending = list(events or [])
+        next_eval = self.clock.timestamp()
+        end_ts = end.timestamp()
+        self.poll_due()
+        while True:
+            candidates = [self.next_poll_ts()]
+            if evaluate:
+                candidates.append(next_eval)
+            if pending:
+                candidates.append(pending[0].moment.timestamp())
+            nxt = max(min(candidates), self.clock.timestamp())
+            if nxt > end_ts:
+                self.clock.set(end)
+                break
+            self.clock.set(datetime.fromtimestamp(nxt, MSK))
+            while pending and pending[0].moment.timestamp() <= nxt:
+                pending.pop(0).apply(self.iss)
+            self.poll_due()
+            if evaluate and nxt >= next_eval:
+                self.am.evaluate(nxt, self.firing())
+                next_eval += scenario.SCRAPE_INTERVAL
+        if evaluate:
+            self.am.evaluate(end_ts, self.firing())
+            self.am.tick(end_ts + 2 * scenario.GROUP_INTERVAL)
