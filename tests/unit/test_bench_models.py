@@ -1,0 +1,156 @@
+"""The benchmark's models must be right before their numbers mean anything: the old strategy's
+schedule and gap logic, the ground truth, and the Alertmanager dispatch model."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from bench.alerting import (
+    AlertmanagerModel,
+    Incident,
+    Message,
+    count_episodes,
+    first_detection,
+    group_incidents,
+    incident_buckets,
+    is_false_alarm,
+    percentile,
+)
+from bench.oldstrategy import futoi_lagging, job_times, newly_missing
+from exporter.calendar import parse_calendar_text
+from exporter.clock import MSK
+
+CALENDAR = parse_calendar_text("""
+timezone: Europe/Moscow
+weekend_default: holiday
+markets:
+  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
+  fx: {sessions: [["07:00", "19:00"]]}
+  fo: {sessions: [["09:00", "23:50"]]}
+""")
+DAY = date(2026, 11, 25)
+
+
+def ts(hh: int, mm: int, ss: int = 0) -> float:
+    return datetime(2026, 11, 25, hh, mm, ss, tzinfo=MSK).timestamp()
+
+
+# ---- old strategy ---------------------------------------------------------------------
+
+def test_old_jobs_every_minute_at_30s_inside_sessions():
+    jobs = job_times(CALENDAR, "eq", DAY, 60)
+    assert jobs[0] == ts(10, 0, 30)
+    assert all(datetime.fromtimestamp(t, MSK).second == 30 for t in jobs)
+    assert ts(18, 40, 30) in jobs and ts(18, 41, 30) not in jobs       # last bucket 18:40 is checked
+    assert ts(19, 0, 30) not in jobs and ts(19, 5, 30) in jobs          # nothing between sessions
+    assert jobs[-1] == ts(23, 50, 30)
+    assert jobs == sorted(set(jobs))
+
+
+def test_old_five_minute_jobs_run_30s_after_each_bucket_end():
+    jobs = job_times(CALENDAR, "fx", DAY, 300)
+    assert jobs[:3] == [ts(7, 0, 30), ts(7, 5, 30), ts(7, 10, 30)]
+    assert jobs[-1] == ts(19, 0, 30)
+
+
+def test_old_gap_has_no_grace_and_is_reported_once():
+    expected = [ts(10, 5), ts(10, 10), ts(10, 15)]
+    # 10:10 ended 30 s ago and is not in the rows yet: missing at once (no grace).
+    reported: set[float] = set()
+    first = newly_missing(expected, {ts(10, 5)}, ts(10, 10, 30), reported)
+    assert first == [ts(10, 10)]
+    reported.update(first)
+    # It arrives later: the old tool never re-checks, so no resolve and no second report.
+    assert newly_missing(expected, {ts(10, 5), ts(10, 10)}, ts(10, 11, 30), reported) == []
+    # A bucket whose end has not passed is never missing.
+    assert newly_missing(expected, set(), ts(10, 15), reported) == [ts(10, 5)]
+
+
+def test_old_futoi_lag_is_now_minus_newest_bucket_end():
+    assert futoi_lagging(ts(12, 10, 1), ts(12, 0), 600)
+    assert not futoi_lagging(ts(12, 10), ts(12, 0), 600)
+    assert not futoi_lagging(ts(12, 10), None, 600)
+
+
+# ---- ground truth ---------------------------------------------------------------------
+
+def test_incident_buckets_and_grouping():
+    truth = {ts(10, 5): ts(10, 5, 10), ts(10, 10): ts(10, 11, 30),   # on time, late but within grace
+             ts(10, 15): ts(10, 30, 0), ts(10, 20): ts(10, 30, 0),   # a stop resumed at 10:30
+             ts(10, 25): ts(10, 30, 0), ts(10, 30): ts(10, 30, 10),
+             ts(10, 35): None}                                         # never
+    bad = incident_buckets(truth, 120)
+    assert bad == {ts(10, 15), ts(10, 20), ts(10, 25), ts(10, 35)}
+    incidents = group_incidents(("eq", "tradestats"), truth, bad)
+    assert [i.kind for i in incidents] == ["stop", "hole"]
+    assert incidents[0].due == ts(10, 15)
+
+
+def test_false_alarm_is_a_message_only_about_buckets_that_arrived_in_time():
+    bad = {("eq", "tradestats"): {ts(10, 15)}}
+    assert is_false_alarm(Message(ts(10, 10, 30), False, "x", {("eq", "tradestats"): frozenset({ts(10, 10)})}), bad)
+    assert not is_false_alarm(Message(ts(10, 15, 30), False, "x", {("eq", "tradestats"): frozenset({ts(10, 15)})}), bad)
+    assert not is_false_alarm(Message(ts(10, 40), True, "x", {("eq", "tradestats"): frozenset({ts(10, 10)})}), bad)
+
+
+def test_first_detection_needs_the_pair_and_one_of_the_buckets():
+    incident = Incident(("eq", "tradestats"), (ts(10, 15), ts(10, 20)))
+    messages = [Message(ts(10, 16), False, "x", {("eq", "orderstats"): frozenset({ts(10, 15)})}),
+                Message(ts(10, 17), False, "x", {("eq", "tradestats"): frozenset({ts(10, 5)})}),
+                Message(ts(10, 18), False, "x", {("eq", "tradestats"): frozenset({ts(10, 20)})})]
+    assert first_detection(incident, messages) == ts(10, 18)
+    assert first_detection(Incident(("fx", "obstats"), (ts(10, 15),)), messages) is None
+
+
+# ---- Alertmanager model ---------------------------------------------------------------
+
+def test_group_wait_then_group_interval_then_resolve():
+    am = AlertmanagerModel(group_wait=30, group_interval=300)
+    key = ("AlgopackMissingIntervals", ("eq", "tradestats"))
+    t = ts(12, 7, 15)
+    am.evaluate(t, {key: frozenset({ts(12, 5)})})
+    am.evaluate(t + 15, {key: frozenset({ts(12, 5)})})
+    assert am.messages == []                                   # still within group_wait
+    am.evaluate(t + 30, {key: frozenset({ts(12, 5)})})
+    assert [(m.ts, m.resolved) for m in am.messages] == [(t + 30, False)]
+    # A second pair of the same market joins the group: sent at the next group_interval tick.
+    other = ("AlgopackMissingIntervals", ("eq", "obstats"))
+    am.evaluate(t + 60, {key: frozenset({ts(12, 5)}), other: frozenset({ts(12, 5)})})
+    am.tick(t + 329)
+    assert len(am.messages) == 1
+    am.tick(t + 330)
+    assert len(am.messages) == 2 and set(am.messages[1].evidence) == {("eq", "tradestats"), ("eq", "obstats")}
+    # Both resolve: one resolved message at the next tick, then the group is gone.
+    am.evaluate(t + 400, {})
+    am.tick(t + 630)
+    assert am.messages[-1].resolved and set(am.messages[-1].evidence) == {("eq", "tradestats"), ("eq", "obstats")}
+    assert am.groups == {}
+    assert count_episodes(am.messages) == (2, 0)
+
+
+def test_alert_that_clears_before_group_wait_sends_nothing():
+    am = AlertmanagerModel(group_wait=30, group_interval=300)
+    key = ("AlgopackDataDelayed", ("fx", "tradestats"))
+    am.evaluate(ts(12, 0), {key: frozenset()})
+    am.evaluate(ts(12, 0, 15), {})
+    am.tick(ts(13, 0))
+    assert am.messages == []
+
+
+def test_value_change_of_a_firing_alert_is_not_a_new_message():
+    am = AlertmanagerModel(group_wait=30, group_interval=300, repeat_interval=4 * 3600)
+    key = ("AlgopackMissingIntervals", ("fo", "obstats"))
+    am.evaluate(ts(12, 0), {key: frozenset({ts(11, 55)})})
+    am.tick(ts(12, 1))
+    am.evaluate(ts(12, 30), {key: frozenset({ts(11, 55), ts(12, 25)})})
+    am.tick(ts(15, 59))
+    assert len(am.messages) == 1                                # only the repeat (4 h) would re-send
+    am.tick(ts(16, 1))
+    assert len(am.messages) == 2 and am.messages[1].evidence[key[1]] == frozenset({ts(11, 55), ts(12, 25)})
+    assert count_episodes(am.messages) == (1, 1)
+
+
+def test_percentile():
+    assert percentile([], 50) is None
+    assert percentile([3, 1, 2], 50) == 2
+    assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90) == 9
