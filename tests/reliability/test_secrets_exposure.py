@@ -51,9 +51,10 @@ def test_committed_files_hold_no_secret():
 
 def test_secret_scanner_catches_what_it_should():
     """The patterns above are not vacuous."""
-    samples = ["123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_", "MicexPassportCert=0123456789abcdefABCDEF",
-               "Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345", "MOEX_PASSPORT_PASSWORD=hunter2hunter2",
-               "  bot_token: 123:abcdefghijklmnop", "-----BEGIN RSA PRIVATE KEY-----"]
+    # Built from pieces so this file itself stays clean for the scan above.
+    samples = ["123456789:" + "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_", "MicexPassportCert" + "=0123456789abcdefABCDEF",
+               "Authorization: Bearer " + "abcdefghijklmnopqrstuvwxyz012345", "MOEX_PASSPORT_PASSWORD=hunter2hunter2",
+               "  bot_token: 123:abcdefghijklmnop", "-----BEGIN RSA " + "PRIVATE KEY-----"]
     for sample in samples:
         assert any(p.search(sample) for p in SECRET_SHAPES.values()), sample
     for harmless in ["bot_token: ${bot_token}", "MOEX_PASSPORT_PASSWORD=", "password: '<from env>'",
