@@ -15,7 +15,7 @@ from .collector import AlgopackCollector
 from .http import ExporterHTTPServer
 from .iss import IssClient, IssStats
 from .poller import Poller
-from .scheduler import PollScheduler
+from .scheduler import CalendarSyncJob, PollScheduler
 from .state import StateStore
 
 log = logging.getLogger("exporter")
@@ -38,10 +38,13 @@ class ExporterApp:
         self.store = StateStore(config.enabled_pairs())
         self.poller = Poller(config, self.client, self.calendars, clock, self.store)
         self.scheduler = PollScheduler(self.poller, clock, max_workers=config.poll.max_workers)
+        self.calendar_sync: CalendarSyncJob | None = None
+        if config.calendar.sync.enabled:
+            self.calendar_sync = CalendarSyncJob(config.calendar.sync, config.calendar.file, self.client, clock)
         markets = sorted({market for market, _ in config.enabled_pairs()})
         self.collector = AlgopackCollector(self.store, self.calendars, clock, self.stats,
                                            config.delay_threshold_seconds, config.poll.publish_grace_seconds,
-                                           markets)
+                                           markets, calendar_sync=self.calendar_sync)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)
@@ -59,6 +62,8 @@ class ExporterApp:
         self.http.start()
         self._started = time.monotonic()
         self.scheduler.start()
+        if self.calendar_sync is not None:
+            self.scheduler.add_calendar_sync(self.calendar_sync)
         log.info("exporter listening url=%s pairs=%d", self.http.url, len(self.store.snapshot.pairs))
 
     def ready(self) -> bool:

@@ -13,10 +13,16 @@ Sample of the exposition (one market, one endpoint shown):
     algopack_up{endpoint="tradestats",market="eq"} 1.0
     algopack_polls_total{endpoint="tradestats",market="eq"} 31.0
     algopack_poll_errors_total{endpoint="tradestats",market="eq",reason="http"} 0.0
+    algopack_calendar_sync_success_timestamp_seconds 1.76404062e+09
+    algopack_calendar_sync_last_run_successful 1.0
+    algopack_calendar_sync_age_seconds 27000.0
 
 Values that depend on "now" (session state, lag, missing intervals, hi2 expected) are
 computed here from the snapshot and the shared clock, so they are exact at scrape time.
 Unknown values are NaN (comparisons with NaN are false, so no alert fires on ignorance).
+The three calendar-sync series are always present: NaN while `calendar.sync` is off (and
+the timestamp / last-run state before the first success / run); the age counts from the
+exporter's start while no sync has succeeded yet, so a sync that never works still alerts.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -33,6 +40,9 @@ from .calendar import Calendar, CalendarStore
 from .clock import Clock
 from .iss import IssStats
 from .state import ERROR_REASONS, PairState, StateStore
+
+if TYPE_CHECKING:
+    from .scheduler import CalendarSyncJob
 
 NAN = math.nan
 INTRADAY = ("tradestats", "orderstats", "obstats", "futoi")
@@ -45,7 +55,8 @@ def _value(value: float | None) -> float:
 
 class AlgopackCollector(Collector):
     def __init__(self, store: StateStore, calendars: CalendarStore, clock: Clock, stats: IssStats,
-                 delay_threshold_seconds: float, publish_grace_seconds: float, markets: Iterable[str]):
+                 delay_threshold_seconds: float, publish_grace_seconds: float, markets: Iterable[str],
+                 calendar_sync: CalendarSyncJob | None = None):
         self.store = store
         self.calendars = calendars
         self.clock = clock
@@ -53,6 +64,7 @@ class AlgopackCollector(Collector):
         self.delay_threshold_seconds = float(delay_threshold_seconds)
         self.publish_grace_seconds = float(publish_grace_seconds)
         self.markets = tuple(markets)
+        self.calendar_sync = calendar_sync
 
     def describe(self):
         return []  # families are dynamic; skip the registration-time collect()
@@ -65,6 +77,7 @@ class AlgopackCollector(Collector):
         yield from self._market_families(calendar, now, snapshot.pairs)
         yield from self._pair_families(calendar, now, now_ts, snapshot.pairs.values())
         yield from self._health_families(snapshot.pairs.values())
+        yield from self._calendar_sync_families(now_ts)
 
     # ---- per market ------------------------------------------------------------------
 
@@ -186,3 +199,24 @@ class AlgopackCollector(Collector):
         build = GaugeMetricFamily("algopack_build_info", "Always 1", labels=["version"])
         build.add_metric([__version__], 1.0)
         yield from (requests_total, response_bytes, reload_ok, build)
+
+    # ---- calendar sync -----------------------------------------------------------------
+
+    def _calendar_sync_families(self, now_ts: float):
+        job = self.calendar_sync
+        success = GaugeMetricFamily("algopack_calendar_sync_success_timestamp_seconds",
+                                    "Last successful merge of the ISS calendar into calendar.yml")
+        last_ok = GaugeMetricFamily("algopack_calendar_sync_last_run_successful",
+                                    "1 if the last calendar sync succeeded, 0 if it failed")
+        age = GaugeMetricFamily("algopack_calendar_sync_age_seconds",
+                                "Seconds since the last successful calendar sync (exporter clock; since start "
+                                "while none succeeded); NaN when calendar.sync is off")
+        if job is None:
+            for family in (success, last_ok, age):
+                family.add_metric([], NAN)
+        else:
+            success.add_metric([], _value(job.last_success_ts))
+            ran = job.last_run_successful
+            last_ok.add_metric([], NAN if ran is None else (1.0 if ran else 0.0))
+            age.add_metric([], job.age_seconds(now_ts))
+        yield from (success, last_ok, age)

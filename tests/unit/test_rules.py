@@ -23,7 +23,7 @@ DASHBOARD_PANELS = {"algopack-overview": set(range(10, 18)), "algopack-health": 
 EXPECTED_ALERTS = {
     "AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackHi2Missing",
     "AlgopackObstatsSecidsDropped", "AlgopackPollFailing", "AlgopackExporterDown",
-    "AlgopackCalendarReloadFailed",
+    "AlgopackCalendarReloadFailed", "AlgopackCalendarSyncFailing",
 }
 DATA_ALERTS = {"AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackObstatsSecidsDropped"}
 
