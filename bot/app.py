@@ -32,6 +32,7 @@ from bot.ops import Alert, Alertmanager, OpsError, Prometheus, Silence
 from bot.report import build_report
 from exporter.calendar import MARKETS, Calendar, load_calendar
 from exporter.calendar_edit import toggle_day
+from exporter.calendar_sync import SyncError, SyncResult, sync_calendar
 from exporter.clock import MSK, Clock, clock_from_env
 
 log = logging.getLogger("bot")
@@ -52,6 +53,8 @@ class BotState:
     report_time: time | None = None
     report_chat_id: int | None = None
     last_report_day: date | None = None
+    iss: Any = None                                 # exporter.config.IssConfig, for /calendar sync
+    sync_days_ahead: int = 366
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -172,6 +175,9 @@ def _parse_month_arg(args: list[str], today: date) -> tuple[int, int] | int | No
 async def cmd_calendar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     state = _state(context)
     today = state.clock.today()
+    if context.args and context.args[0].lower() == "sync":
+        await _calendar_sync(update, context, state)
+        return
     target = _parse_month_arg(context.args or [], today)
     if target is None:
         years = callbacks.year_range(today)
@@ -184,6 +190,58 @@ async def cmd_calendar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         cal = await asyncio.to_thread(state.calendar)
         text, markup = calendar_ui.render_month(cal, target[0], target[1], today)
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+
+
+_SYNC_WORDS = (("working", "рабочий"), ("holiday", "выходной"), ("default", "по умолчанию"),
+               ("manual", "вручную"), ("kept", "оставлен"), ("ISS", "биржа"))
+
+
+def sync_change_line(line: str) -> str:
+    """One change line of calendar-sync ("+ 2026-02-07 working: eq 10:00-19:00") in Russian."""
+    for english, russian in _SYNC_WORDS:
+        line = line.replace(english, russian)
+    return texts.esc(line)
+
+
+def render_sync_result(result: SyncResult, date_from: date, date_till: date, actor: str) -> str:
+    lines = [texts.CAL_SYNC_DONE.format(actor=texts.esc(actor), first=f"{date_from:%d.%m.%Y}",
+                                        last=f"{date_till:%d.%m.%Y}", added=result.added,
+                                        updated=result.updated, kept=result.kept_manual)]
+    if result.changes:
+        lines += [texts.CAL_SYNC_LEGEND, *(sync_change_line(line) for line in result.changes)]
+    else:
+        lines.append(texts.CAL_SYNC_NO_CHANGES)
+    return _truncate_lines(lines)
+
+
+def _run_sync(state: BotState, date_from: date, date_till: date) -> SyncResult:
+    from exporter.iss import IssClient
+
+    with IssClient(state.iss) as client:
+        return sync_calendar(client, str(state.calendar_path), date_from, date_till)
+
+
+async def _calendar_sync(update: Update, context: ContextTypes.DEFAULT_TYPE, state: BotState) -> None:
+    """`/calendar sync`: merge the exchange's calendar now (admins only)."""
+    user = update.effective_user
+    message = update.effective_message
+    if not state.policy.may_edit_calendar(user.id if user else None) or state.iss is None:
+        await message.reply_text(texts.CAL_SYNC_NOT_ADMIN)
+        return
+    today = state.clock.today()
+    date_from, date_till = today, today + timedelta(days=state.sync_days_ahead)
+    await context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING)
+    try:
+        result = await asyncio.to_thread(_run_sync, state, date_from, date_till)
+    except (SyncError, OSError, ValueError) as exc:  # CalendarError is a ValueError
+        log.warning("event=calendar_sync_failed source=bot user_id=%s error=%r", user.id if user else None, str(exc))
+        await message.reply_text(texts.CAL_SYNC_FAILED.format(error=texts.esc(str(exc)[:1500])),
+                                 parse_mode=ParseMode.HTML)
+        return
+    log.info("event=calendar_sync_ok source=bot user_id=%s added=%d updated=%d kept_manual=%d",
+             user.id if user else None, result.added, result.updated, result.kept_manual)
+    await message.reply_text(render_sync_result(result, date_from, date_till, actor_name(user)),
+                             parse_mode=ParseMode.HTML)
 
 
 async def _on_calendar(query: CallbackQuery, action: callbacks.Action, state: BotState) -> None:
@@ -581,6 +639,7 @@ def build_application(config: Any, clock: Clock | None = None, token: str | None
         prometheus=Prometheus(config.prometheus.url), alertmanager=Alertmanager(config.alertmanager.url),
         endpoints={m: endpoints[m] for m in MARKETS if m in endpoints},
         report_time=report_time, report_chat_id=tg.report_chat_id,
+        iss=config.iss, sync_days_ahead=config.calendar.sync.days_ahead,
     )
     if report_time is not None and clock.now().time() >= report_time:
         state.last_report_day = clock.today()  # started after today's report time: next one tomorrow
