@@ -147,7 +147,11 @@ class Poller:
             log.info("re-reading day market=%s endpoint=%s reason=overlap-mismatch", state.market, state.endpoint)
             frame = self._fetch_rows(state, today, 0)
             rows = self._rows(frame)
-            seen: frozenset[float] = frozenset(rows.buckets)
+            if rows.empty:
+                # Rows we already saw today vanished: a bad answer, not a day without data.
+                raise IssError("parse", f"no rows for {today} after {state.rows_seen} were seen")
+            # Buckets seen earlier stay seen: a re-read adds late rows, it never un-publishes.
+            seen: frozenset[float] = state.seen_buckets | frozenset(rows.buckets)
             rows_seen = len(rows.buckets)
         else:
             seen = state.seen_buckets | frozenset(rows.buckets)

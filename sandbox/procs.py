@@ -7,10 +7,12 @@ so nothing is left behind even when a test fails.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,9 @@ from pathlib import Path
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Alertmanager logs the Bot API URL of a failed delivery, token included: never let a
+# Telegram token reach a log file.
+TELEGRAM_TOKEN_IN_URL = re.compile(rb"bot\d+:[A-Za-z0-9_-]+")
 
 
 def free_port() -> int:
@@ -47,10 +52,11 @@ def wait_http(url: str, timeout: float = 30.0, proc: ManagedProcess | None = Non
 
 
 class ManagedProcess:
-    """A child process with its output in a log file."""
+    """A child process with its output in a log file, Telegram tokens and the given
+    secrets redacted on the way."""
 
     def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None):
+                 cwd: Path | None = None, redact: Sequence[str] = ()):
         self.name = name
         self.argv = list(argv)
         self.log_path = Path(log_path)
@@ -59,11 +65,23 @@ class ManagedProcess:
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         if env:
             full_env.update(env)
+        self._redact = [secret.encode() for secret in redact if secret]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
             cwd=str(cwd or REPO_ROOT), start_new_session=True,
         )
+        self._pump = threading.Thread(target=self._copy_output, name=f"log-{name}", daemon=True)
+        self._pump.start()
+
+    def _copy_output(self) -> None:
+        assert self.popen.stdout is not None
+        for line in iter(self.popen.stdout.readline, b""):
+            line = TELEGRAM_TOKEN_IN_URL.sub(b"bot<redacted>", line)
+            for secret in self._redact:
+                line = line.replace(secret, b"<redacted>")
+            self._log.write(line)
+            self._log.flush()
 
     @property
     def pid(self) -> int:
@@ -98,7 +116,9 @@ class ManagedProcess:
                 except ProcessLookupError:
                     pass
                 self.popen.wait(timeout=5)
-        self._log.close()
+        self._pump.join(timeout=5)
+        if not self._log.closed:
+            self._log.close()
         return self.popen.returncode
 
     def __enter__(self) -> ManagedProcess:

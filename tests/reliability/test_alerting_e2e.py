@@ -5,8 +5,7 @@ with WRONG credentials, real Prometheus and Alertmanager), reused for several fa
 - calendar.yml truncated in place by "something else" → the exporter's reload metric
   goes 0 → AlgopackCalendarReloadFailed fires — while the Telegram API is down: Alertmanager
   keeps retrying and delivers once Telegram is back;
-- wrong ISS credentials → auth errors and AlgopackPollFailing, and (xfail, see the reason)
-  no data alert;
+- wrong ISS credentials → auth errors and AlgopackPollFailing, and no data alert;
 - a storm of 60 alerts stays within Telegram's limits;
 - no secret of the run (ISS password, Telegram token) in any log, metric or API answer.
 
@@ -183,9 +182,6 @@ def test_wrong_credentials_count_auth_errors_and_poll_failing_is_on_its_way(stac
     assert any(a["labels"].get("market") == "eq" and a["labels"].get("endpoint") == "tradestats" for a in pending)
 
 
-@pytest.mark.xfail(strict=True, reason="prometheus/rules/algopack.yml: AlgopackDataDelayed fires at once on a pair "
-                   "that was never polled successfully (lag = now - session start) while its inhibitor "
-                   "AlgopackPollFailing waits for: 3m — see test_iss_faults.py::test_wrong_credentials_raise_no_data_alert")
 def test_wrong_credentials_send_no_data_alert(stack):
     wait_until(lambda: stack.prom_query("ALERTS"), 30, "any alert evaluated")
     time.sleep(4)  # group_wait 2 s: anything firing now has been sent
@@ -256,9 +252,6 @@ def test_no_secret_in_logs_metrics_or_api_answers(stack):
     assert not rendered.resolve().is_relative_to(Path(__file__).resolve().parents[2])
 
 
-@pytest.mark.xfail(strict=True, reason="Alertmanager 0.25 logs the Bot API URL, token included, when a Telegram "
-                   "delivery fails ('Notify for alerts failed ... Post \"http://.../bot<TOKEN>/sendMessage\": EOF'); "
-                   "deploy/stack.py and deploy/run.py write that log unfiltered")
 def test_alertmanager_log_never_shows_the_telegram_token(stack):
     log = _run_texts(stack)["alertmanager.log"]
     assert "Notify for alerts failed" in log   # a failed delivery happened (Telegram was down)

@@ -116,9 +116,6 @@ def test_empty_day_is_reported_as_missing_data_not_as_poll_failure(tmp_path):
         sim.close()
 
 
-@pytest.mark.xfail(strict=True, reason="exporter/poller.py Poller._poll_rows: an empty re-read after an overlap "
-                   "mismatch replaces seen_buckets, so two transient empty answers report every bucket of the "
-                   "day as missing until the next poll (a false AlgopackMissingIntervals)")
 def test_transient_empty_answers_do_not_forget_seen_buckets(tmp_path):
     sim = Simulation(tmp_path, at(10, 20))
     try:
@@ -220,9 +217,6 @@ def test_wrong_credentials_count_auth_errors_and_raise_poll_failing(wrong_creden
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="prometheus/rules/algopack.yml: AlgopackDataDelayed has no guard on "
-                   "algopack_up, and its inhibitor AlgopackPollFailing needs for: 3m, so with wrong credentials "
-                   "the lag (now - session start) fires a data alert minutes before PollFailing can inhibit it")
 def test_wrong_credentials_raise_no_data_alert(wrong_credentials):
     sim, tmp = wrong_credentials
     names = ("algopack_up", "algopack_session_open", "algopack_session_elapsed_seconds", "algopack_lag_seconds",

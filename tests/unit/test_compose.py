@@ -323,3 +323,21 @@ def test_env_example_parses_and_names_only_settings():
     values = parse_env_file(REPO_ROOT / ".env.example")
     assert {"TELEGRAM_GROUP_CHATID", "GRAFANA_ADMIN_PASSWORD", "GRAFANA_URL"} <= set(values)
     assert values["GRAFANA_ADMIN_PASSWORD"] == ""  # no default password
+
+
+def test_alertmanager_entrypoint_redacts_telegram_tokens(tmp_path):
+    """Alertmanager logs the Bot API URL of a failed delivery; the compose entrypoint must
+    strip the token and still pass every argument through to Alertmanager."""
+    fake = tmp_path / "alertmanager"
+    fake.write_text('#!/bin/sh\necho "err=\\"Post http://x/bot123456:AAbb-cc_DD/sendMessage: EOF\\" args=$*"\n')
+    fake.chmod(0o755)
+    result = subprocess.run(["sh", str(REPO_ROOT / "deploy" / "alertmanager-entrypoint.sh"), "--config.file=a.yml",
+                             "--cluster.listen-address="],
+                            env={"ALERTMANAGER_BIN": str(fake), "TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "bot<redacted>/sendMessage" in out and "AAbb-cc_DD" not in out
+    assert "args=--config.file=a.yml --cluster.listen-address=" in out
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["alertmanager"]["entrypoint"][-1].endswith("alertmanager-entrypoint.sh")
