@@ -42,6 +42,10 @@ class VirtualTimeTrigger(BaseTrigger):
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
         virtual_now = self.clock.to_virtual(now)
         planned = self.plan(virtual_now)
+        if planned <= virtual_now:
+            # APScheduler asks again while the answer is <= now: a plan that says "now"
+            # would spin forever (it did, in the calendar-sync retry); one second later is safe.
+            planned = virtual_now + timedelta(seconds=1)
         return self.clock.to_real(planned).astimezone(now.tzinfo or MSK)
 
     def __str__(self) -> str:
