@@ -233,7 +233,7 @@ def test_panel_query_parses(dash, panel, target):
     # Per-pair and per-market metrics honour the dashboard's variables.
     for name in names - recorded - {"ALERTS", "algopack_delay_threshold_seconds", "algopack_build_info",
                          "algopack_calendar_last_reload_successful", "algopack_iss_requests_total",
-                         "algopack_iss_response_bytes_total"}:
+                         "algopack_iss_response_bytes_total", "algopack_calendar_sync_last_run_successful"}:
         assert re.search(re.escape(name) + r'\{[^}]*market=~"\$market"', expr), f"{name} ignores $market"
     if target.get("format") == "table" or panel["type"] == "table":
         assert target.get("instant") and not target.get("range"), "tables are instant queries"
