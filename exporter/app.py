@@ -71,9 +71,8 @@ class ExporterApp:
             return False
         if time.monotonic() - self._started > READY_AFTER_SECONDS:
             return True
-        now = self.clock.now()
         # Ready once every pair that should have been polled at start has been.
-        return all(state.polled or not self.scheduler.polled_at_start(state.pair, now)
+        return all(state.polled or not self.scheduler.polled_at_start(state.pair)
                    for state in self.store.snapshot.pairs.values())
 
     def _calendar_changed(self, *_args) -> None:

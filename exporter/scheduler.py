@@ -94,7 +94,7 @@ class PollScheduler:
                                name="calendar sync (ISS)", executor="background",
                                next_run_time=self.clock.to_real(self.clock.now()))
 
-    def polled_at_start(self, pair: tuple[str, str], _now: datetime | None = None) -> bool:
+    def polled_at_start(self, pair: tuple[str, str]) -> bool:
         return pair in self.startup_pairs
 
     def _run(self, pair: tuple[str, str]) -> None:
