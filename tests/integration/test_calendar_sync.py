@@ -17,22 +17,11 @@ from exporter.config import IssConfig
 from exporter.iss import IssClient
 from sandbox.procs import REPO_ROOT, ManagedProcess, free_port, wait_http
 
+from ..calendars import calendar_text
+
 pytestmark = pytest.mark.integration
 
-TARGET = """\
-# our calendar: comments must survive the sync
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-checks:
-  hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
-days:
-  # manual entries
-  2026-07-15: holiday
-"""
+TARGET = calendar_text("# manual entries\n2026-07-15: holiday", comment="our calendar: comments must survive the sync")
 
 YEAR = (date(2026, 1, 1), date(2026, 12, 31))
 

@@ -24,22 +24,14 @@ from exporter.calendar import load_calendar
 from exporter.clock import MSK, FastClock
 from sandbox.procs import REPO_ROOT, ManagedProcess, free_port, wait_http
 
+from ..calendars import calendar_text
+
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 11, 20, 5, 0, tzinfo=MSK)
 SPEED = 600
 
-TARGET = """\
-# our calendar (no days yet): the exporter's sync fills it
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-checks:
-  hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
-"""
+TARGET = calendar_text(comment="our calendar (no days yet): the exporter's sync fills it")
 
 SYNC_METRICS = ("algopack_calendar_sync_success_timestamp_seconds", "algopack_calendar_sync_last_run_successful",
                 "algopack_calendar_sync_age_seconds")

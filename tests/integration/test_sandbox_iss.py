@@ -14,20 +14,11 @@ from exporter.clock import MSK, ManualClock
 from sandbox.iss import SandboxIss
 from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
 
+from ..calendars import calendar_text
+
 pytestmark = pytest.mark.integration
 
-CALENDAR = """\
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-checks:
-  hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
-days:
-  2026-11-26: holiday
-"""
+CALENDAR = calendar_text("2026-11-26: holiday")
 DAY = "2026-11-25"
 TS = "/iss/datashop/algopack/eq/tradestats.json"
 

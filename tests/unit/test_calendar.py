@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 import time as time_module
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,19 +21,12 @@ from exporter.calendar import (
     parse_calendar_text,
 )
 
+from ..calendars import calendar_text
+
 MSK = ZoneInfo("Europe/Moscow")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-BASE = textwrap.dedent("""\
-    timezone: Europe/Moscow
-    weekend_default: holiday
-    markets:
-      eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-      fx: {sessions: [["07:00", "19:00"]]}
-      fo: {sessions: [["09:00", "23:50"]]}
-    checks:
-      hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
-    days:
+BASE = calendar_text("""\
       2026-12-31: holiday
       2026-11-30: working
       2026-11-28:

@@ -11,21 +11,12 @@ from exporter.clock import MSK, ManualClock
 from sandbox.faults import FaultError, Faults
 from sandbox.issdata import COLUMNS, HI2_METRICS, PROBES, DataSource
 
+from ..calendars import calendar_text
+
 DAY = date(2026, 11, 25)          # a Wednesday
 HOLIDAY = date(2026, 11, 26)      # made a holiday in the test calendar
 
-CALENDAR = """\
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-checks:
-  hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
-days:
-  2026-11-26: holiday
-"""
+CALENDAR = calendar_text("2026-11-26: holiday")
 
 
 @pytest.fixture(scope="module")
