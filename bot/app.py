@@ -28,6 +28,7 @@ from telegram.ext import (
 
 from bot import calendar_ui, callbacks, texts
 from bot.access import AccessPolicy
+from bot.digest import build_digest, digest_markets, png_reports, render_digest
 from bot.ops import Alert, Alertmanager, OpsError, Prometheus, Silence
 from bot.report import build_report
 from exporter.calendar import MARKETS, Calendar, load_calendar
@@ -575,8 +576,38 @@ async def cmd_report(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await send_reports(context.bot, state, update.effective_chat.id, markets, day)
 
 
+async def send_digest(bot: Any, state: BotState, chat_id: int, markets: list[str], day: date) -> None:
+    """The digest text, then /report's PNG of every market that had data that day."""
+    digest = await asyncio.to_thread(build_digest, state.prometheus, state.clock, markets, day)
+    await bot.send_message(chat_id, render_digest(digest), parse_mode=ParseMode.HTML)
+    if digest.error is not None:
+        log.warning("event=digest_failed day=%s error=%r", day, digest.error)
+        return
+    for report in await asyncio.to_thread(png_reports, digest, state.clock):
+        await bot.send_photo(chat_id, photo=report.png, caption=report.caption, parse_mode=ParseMode.HTML,
+                             filename=f"report-{report.market}-{day.isoformat()}.png")
+
+
+async def cmd_digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`/digest [date] [market…]`: the evening digest on demand."""
+    state = _state(context)
+    args = context.args or []
+    parsed = parse_report_args(args, state.markets, state.clock.today())
+    if parsed is None:
+        await update.effective_message.reply_text(texts.DIGEST_BAD_ARGS, parse_mode=ParseMode.HTML)
+        return
+    markets, day = parsed
+    requested = markets if any(arg.strip().lower() in state.markets for arg in args) else None
+    cal = await asyncio.to_thread(state.calendar)
+    working = [m for m in state.markets if cal.is_working_day(day, m)]
+    await context.bot.send_chat_action(update.effective_chat.id, ChatAction.UPLOAD_PHOTO)
+    await send_digest(context.bot, state, update.effective_chat.id,
+                      digest_markets(requested, working, state.markets), day)
+
+
 async def daily_report_job(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Runs every few (real) seconds; posts once per virtual day after report_time."""
+    """Runs every few (real) seconds; once per virtual day after report_time posts the digest
+    of the markets trading that day followed by their /report PNGs (nothing on a day off)."""
     state = _state(context)
     now = state.clock.now()
     if state.report_time is None or state.report_chat_id is None or now.time() < state.report_time:
@@ -587,7 +618,8 @@ async def daily_report_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     cal = await asyncio.to_thread(state.calendar)
     markets = [m for m in state.markets if cal.is_working_day(now.date(), m)]
     log.info("event=daily_report day=%s markets=%s", now.date(), ",".join(markets) or "-")
-    await send_reports(context.bot, state, state.report_chat_id, markets, now.date())
+    if markets:
+        await send_digest(context.bot, state, state.report_chat_id, markets, now.date())
 
 
 # --------------------------------------------------------------------- wiring
@@ -648,7 +680,7 @@ def build_application(config: Any, clock: Clock | None = None, token: str | None
     application.add_handler(TypeHandler(object, access_gate), group=-1)
     for name, handler in (("start", cmd_start), ("help", cmd_help), ("info", cmd_info),
                           ("calendar", cmd_calendar), ("status", cmd_status), ("alerts", cmd_alerts),
-                          ("silences", cmd_silences), ("report", cmd_report)):
+                          ("silences", cmd_silences), ("report", cmd_report), ("digest", cmd_digest)):
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(on_callback))
     application.add_error_handler(error_handler)

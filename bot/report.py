@@ -36,7 +36,7 @@ class Report:
     caption: str               # HTML
 
 
-def _window(clock: Clock, day: date) -> tuple[float, float] | None:
+def day_window(clock: Clock, day: date) -> tuple[float, float] | None:
     """Real Unix start/end of the virtual Moscow day, clipped to now; None if in the future."""
     start = datetime.combine(day, time(0, 0), MSK)
     end = min(start + timedelta(days=1), clock.now())
@@ -45,7 +45,7 @@ def _window(clock: Clock, day: date) -> tuple[float, float] | None:
     return clock.to_real(start).timestamp(), clock.to_real(end).timestamp()
 
 
-def _frame(prom: Prometheus, market: str, start: float, end: float) -> pd.DataFrame:
+def delay_frame(prom: Prometheus, market: str, start: float, end: float) -> pd.DataFrame:
     """One row per (endpoint, bucket): columns endpoint, at (virtual time), delay."""
     step = float(max(1, math.ceil((end - start) / MAX_POINTS)))
     # Align the grid on `end`, so the newest samples are always evaluated.
@@ -73,7 +73,7 @@ def statistics(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby("endpoint")["delay"].agg(["max", "min", "mean", "median"]).sort_index()
 
 
-def _num(value: float) -> str:
+def fmt_num(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
@@ -81,9 +81,9 @@ def caption(market: str, day: date, stats: pd.DataFrame) -> str:
     lines = [texts.REPORT_CAPTION_TITLE.format(market=texts.MARKET_LABELS.get(market, market),
                                                day=f"{day:%d.%m.%Y}"), texts.REPORT_TABLE_HEADER]
     for endpoint, row in stats.iterrows():
-        lines.append(texts.REPORT_TABLE_LINE.format(endpoint=texts.esc(endpoint), max=_num(row["max"]),
-                                                    min=_num(row["min"]), mean=_num(row["mean"]),
-                                                    median=_num(row["median"])))
+        lines.append(texts.REPORT_TABLE_LINE.format(endpoint=texts.esc(endpoint), max=fmt_num(row["max"]),
+                                                    min=fmt_num(row["min"]), mean=fmt_num(row["mean"]),
+                                                    median=fmt_num(row["median"])))
     head, table = lines[0], "\n".join(lines[1:])
     return f"{head}\n<pre>{table}</pre>"
 
@@ -115,12 +115,22 @@ def plot(frame: pd.DataFrame, clock: Clock, market: str, day: date) -> bytes:
         plt.close(figure)
 
 
-def build_report(prom: Prometheus, clock: Clock, market: str, day: date) -> Report:
-    """Query, reduce, draw. Raises bot.ops.OpsError when Prometheus cannot answer."""
-    window = _window(clock, day)
-    frame = _frame(prom, market, *window) if window else pd.DataFrame()
+def day_frame(prom: Prometheus, clock: Clock, market: str, day: date) -> pd.DataFrame:
+    """Per-bucket publish delays of one market over the Moscow day (empty: none, or a future day).
+    Raises bot.ops.OpsError when Prometheus cannot answer."""
+    window = day_window(clock, day)
+    return delay_frame(prom, market, *window) if window else pd.DataFrame()
+
+
+def report_from_frame(frame: pd.DataFrame, clock: Clock, market: str, day: date) -> Report:
+    """Statistics, caption and PNG from a `day_frame` (shared by /report and the digest)."""
     stats = statistics(frame)
     if frame.empty:
         return Report(market, day, None, stats, texts.REPORT_NO_DATA.format(
             market=texts.MARKET_LABELS.get(market, market), day=f"{day:%d.%m.%Y}"))
     return Report(market, day, plot(frame, clock, market, day), stats, caption(market, day, stats))
+
+
+def build_report(prom: Prometheus, clock: Clock, market: str, day: date) -> Report:
+    """Query, reduce, draw. Raises bot.ops.OpsError when Prometheus cannot answer."""
+    return report_from_frame(day_frame(prom, clock, market, day), clock, market, day)

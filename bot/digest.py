@@ -1,0 +1,224 @@
+"""The evening digest: one message that sums up a trading day, from Prometheus.
+
+```
+📊 Итоги дня 25.11.2026
+HI2: EQ ✅ · FX ❌ · FO ✅
+Задержка публикации, с (макс / мин / средн / медиана):
+EQ tradestats 41 / 5 / 9.8 / 8
+Пропущенных интервалов: 3 (EQ 2 · FO 1) · Алертов за день: 3
+```
+
+The day is the Moscow midnight-to-midnight range of the shared clock, clipped to now and
+converted to real time (Prometheus stores real time; the exporter may run a fast clock).
+What each number is:
+
+- HI2: `max_over_time(algopack_hi2_present[day])` per market: ✅ 1, ❌ 0, — no series.
+- publish delay: exactly /report's per-bucket statistics (`bot.report.day_frame` +
+  `bot.report.statistics`), so the digest and the attached PNG agree.
+- missing intervals: per (market, endpoint) the peak of `algopack_missing_intervals` over
+  the day, summed per market. The gauge counts the holes present at a moment, so a hole
+  that was filled later still counts once; two holes that never coexisted on one endpoint
+  count as one (the gauge carries counts, not identities).
+- alerts of the day: distinct firing episodes that began that day. An episode is one
+  (alert labels, activeAt) pair — Prometheus writes `ALERTS_FOR_STATE` with the value
+  activeAt for every active alert at each evaluation, and a new activation gets a new
+  activeAt — counted when `ALERTS{alertstate="firing"}` has a sample of that series at the
+  same evaluation during the day and activeAt is on or after the day's start. Pending-only
+  activations and alerts carried over from the previous day are not counted.
+
+The per-day gauges (hi2, missing) are read from 5 minutes after midnight: the exporter
+resets them on the date change and the first scrapes after midnight can still carry the
+previous day's values; nothing is published in those minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+import pandas as pd
+
+from bot import texts
+from bot.ops import OpsError, Prometheus
+from bot.report import Report, day_frame, day_window, fmt_num, report_from_frame, statistics
+from exporter.calendar import MARKETS
+from exporter.clock import MSK, Clock
+
+LIMIT = 4096
+SETTLE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Digest:
+    day: date
+    markets: tuple[str, ...]
+    hi2: dict[str, float] = field(default_factory=dict)               # market -> max of hi2_present
+    delays: dict[str, pd.DataFrame] = field(default_factory=dict)     # market -> report.statistics
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)     # market -> report.day_frame (PNGs)
+    missing: dict[str, float] = field(default_factory=dict)           # market -> summed peaks
+    alerts: int | None = None
+    error: str | None = None                                          # Prometheus could not answer
+
+
+# --------------------------------------------------------------------- Prometheus
+
+def _range(seconds: float) -> str:
+    return f"{max(1, math.ceil(seconds))}s"
+
+
+def _at(prom: Prometheus, promql: str, at: float) -> dict[str, float]:
+    """Instant query evaluated at `at` (a one-point range query), keyed by `market`."""
+    result: dict[str, float] = {}
+    for labels, values in prom.query_range(promql, at, at, 1):
+        if values:
+            result[labels.get("market", "")] = values[-1][1]
+    return result
+
+
+def _raw(prom: Prometheus, selector: str, start: float, end: float) -> list[tuple[dict[str, str], list[float]]]:
+    """Raw sample timestamps of `selector` in (start, end]: a range selector needs /api/v1/query
+    with an evaluation time, which the client has no public method for."""
+    data = prom._data("/api/v1/query", {"query": f"{selector}[{_range(end - start)}]", "time": f"{end:.3f}"})
+    if data.get("resultType") != "matrix":
+        raise OpsError(f"неожиданный тип {data.get('resultType')}")
+    out = []
+    for item in data["result"]:
+        out.append((dict(item["metric"]), [(float(ts), float(value)) for ts, value in item["values"]]))
+    return out
+
+
+def _series_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in ("__name__", "alertstate")))
+
+
+def count_alert_starts(firing: list[tuple[dict[str, str], list[tuple[float, float]]]],
+                       for_state: list[tuple[dict[str, str], list[tuple[float, float]]]],
+                       day_start: float) -> int:
+    """Distinct (alert, activeAt) episodes that fired and became active at or after `day_start`.
+
+    `firing`: raw samples of ALERTS{alertstate="firing"}; `for_state`: raw samples of
+    ALERTS_FOR_STATE (value = activeAt, Unix seconds). Both are written at the same
+    evaluation timestamps, which is how they are joined."""
+    firing_at: dict[tuple, set[float]] = {}
+    for labels, values in firing:
+        firing_at.setdefault(_series_key(labels), set()).update(round(ts, 3) for ts, _ in values)
+    episodes: set[tuple[tuple, float]] = set()
+    for labels, values in for_state:
+        key = _series_key(labels)
+        moments = firing_at.get(key, set())
+        for ts, active_at in values:
+            if round(ts, 3) in moments and active_at >= day_start - 0.001:
+                episodes.add((key, active_at))
+    return len(episodes)
+
+
+def build_digest(prom: Prometheus, clock: Clock, markets: list[str], day: date) -> Digest:
+    """Query everything for one day; Prometheus failures become `Digest.error`."""
+    markets_t = tuple(m for m in MARKETS if m in markets)
+    window = day_window(clock, day)
+    if window is None:
+        return Digest(day, markets_t)
+    start, end = window
+    settle = clock.to_real(datetime.combine(day, time(0, 0), MSK) + SETTLE).timestamp()
+    try:
+        frames = {m: day_frame(prom, clock, m, day) for m in markets_t}
+        hi2: dict[str, float] = {}
+        missing: dict[str, float] = {}
+        if end > settle:
+            span = _range(end - settle)
+            hi2 = _at(prom, f"max by (market) (max_over_time(algopack_hi2_present[{span}]))", end)
+            missing = _at(prom, f"sum by (market) (max_over_time(algopack_missing_intervals[{span}]))", end)
+        firing = _raw(prom, 'ALERTS{alertstate="firing"}', start, end)
+        for_state = _raw(prom, "ALERTS_FOR_STATE", start, end)
+    except OpsError as exc:
+        return Digest(day, markets_t, error=str(exc))
+    return Digest(
+        day, markets_t,
+        hi2={m: v for m, v in hi2.items() if m in markets_t},
+        delays={m: statistics(frame) for m, frame in frames.items()},
+        frames=frames,
+        missing={m: v for m, v in missing.items() if m in markets_t},
+        alerts=count_alert_starts(firing, for_state, start),
+    )
+
+
+# --------------------------------------------------------------------- text
+
+def _label(market: str) -> str:
+    return texts.esc(market.upper())
+
+
+def _hi2_mark(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return texts.DIGEST_HI2_NONE
+    return texts.DIGEST_HI2_YES if value >= 1 else texts.DIGEST_HI2_NO
+
+
+def _count(value: float) -> str:
+    return str(int(round(value)))
+
+
+def fit_lines(head: list[str], body: list[str], tail: list[str], limit: int = LIMIT) -> str:
+    """Join head + body + tail, cutting body lines with "… и ещё N" so the text stays under `limit`
+    (length of the HTML source, which is never shorter than what Telegram counts)."""
+    def size(lines: list[str]) -> int:
+        return len("\n".join(lines))
+
+    if size(head + body + tail) <= limit:
+        return "\n".join(head + body + tail)
+    kept: list[str] = []
+    for index, line in enumerate(body):
+        marker = texts.TRUNCATED.format(n=len(body) - index)
+        if size(head + kept + [line, marker] + tail) > limit:
+            return "\n".join(head + kept + [marker] + tail)
+        kept.append(line)
+    return "\n".join(head + kept + tail)
+
+
+def render_digest(digest: Digest, limit: int = LIMIT) -> str:
+    """The digest as Telegram HTML (values escaped), at most `limit` characters."""
+    head = [texts.DIGEST_TITLE.format(day=f"{digest.day:%d.%m.%Y}")]
+    if digest.error is not None:
+        return "\n".join(head + [texts.DIGEST_PROMETHEUS_DOWN.format(reason=texts.esc(digest.error))])
+    if not digest.markets:
+        return "\n".join(head + [texts.DIGEST_NO_MARKETS])
+    head.append(texts.DIGEST_HI2.format(marks=" · ".join(
+        f"{_label(m)} {_hi2_mark(digest.hi2.get(m))}" for m in digest.markets)))
+    head.append(texts.DIGEST_DELAY_HEADER)
+    body: list[str] = []
+    for market in digest.markets:
+        stats = digest.delays.get(market)
+        if stats is None or stats.empty:
+            body.append(texts.DIGEST_DELAY_NONE.format(market=_label(market)))
+            continue
+        for endpoint, row in stats.iterrows():
+            body.append(texts.DIGEST_DELAY_LINE.format(
+                market=_label(market), endpoint=texts.esc(endpoint), max=fmt_num(row["max"]),
+                min=fmt_num(row["min"]), mean=fmt_num(row["mean"]), median=fmt_num(row["median"])))
+    if digest.missing:
+        total = _count(sum(digest.missing.values()))
+        parts = [f"{_label(m)} {_count(v)}" for m, v in sorted(digest.missing.items(),
+                                                               key=lambda kv: MARKETS.index(kv[0]))
+                 if round(v) > 0]
+        missing = total + (f" ({' · '.join(parts)})" if parts else "")
+    else:
+        missing = texts.DIGEST_UNKNOWN
+    alerts = texts.DIGEST_UNKNOWN if digest.alerts is None else str(digest.alerts)
+    tail = [texts.DIGEST_TOTALS.format(missing=missing, alerts=alerts)]
+    return fit_lines(head, body, tail, limit)
+
+
+def digest_markets(requested: list[str] | None, working: list[str], enabled: list[str]) -> list[str]:
+    """Markets a digest covers: the ones asked for, else those trading that day, else all enabled."""
+    return list(requested or working or enabled)
+
+
+def png_reports(digest: Digest, clock: Clock) -> list[Report]:
+    """/report's `Report`s for every market that has data (drawn from the same frames as the text)."""
+    reports = []
+    for market in digest.markets:
+        frame = digest.frames.get(market)
+        if frame is not None and not frame.empty:
+            reports.append(report_from_frame(frame, clock, market, digest.day))
+    return reports
