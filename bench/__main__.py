@@ -77,7 +77,9 @@ def run_virtual(workdir: Path) -> dict:
         old.run_day(scenario.DAY, scenario.events(), scenario.DAY_END)
         bad_o, incidents_o = ground_truth(iss)
         assert incidents_o == incidents, "both strategies must face the same day"
-        results[f"old{interval}"] = {"summary": summarize(incidents, old.messages, bad, count_episodes(old.messages)),
+        # The old tool has no alert state and sends no resolves: every message stays unresolved.
+        fired = len(old.messages)
+        results[f"old{interval}"] = {"summary": summarize(incidents, old.messages, bad, (fired, fired)),
                                      "stats": iss.stats()["total"], "load": old.load, "real": time.monotonic() - t0,
                                      "messages": old.messages}
         old.close()
@@ -118,7 +120,7 @@ def detection_table(res: dict) -> list[str]:
     line("alert messages (firing)", lambda x: str(x.firing_messages))
     line("**false alarms** (messages about buckets that arrived within the grace)",
          lambda x: f"**{x.false_alarm_messages}**")
-    line("alerts notified", lambda x: str(x.alerts_fired))
+    line("alerts notified (old: every message is one)", lambda x: str(x.alerts_fired))
     line("**alerts without a resolve message**", lambda x: f"**{x.missing_resolves}**")
     return rows
 
@@ -201,9 +203,20 @@ def write_report(virtual: dict, pipeline: dict | None, latency: dict | None, day
         f"{o300['summary'].false_alarm_messages} (5-min). The old tool flags every bucket still",
         "  unpublished at the job after its end, so each late (30–90 s) bucket it catches becomes a message;",
         "  ours waits the 120 s grace, which covers the late profile.",
-        f"- Speed: ours median {fmt_s(percentile(s_ours.latencies, 50))}; the old 1-min tool is faster on the",
-        "  incidents it reports (it alerts at the first job, with no grace) — that speed is exactly what",
-        "  produces its false alarms. The old 5-min tool is slower than ours.",
+        f"- Speed: ours median {fmt_s(percentile(s_ours.latencies, 50))}, p90 {fmt_s(percentile(s_ours.latencies, 90))} "
+        f"against the target of {scenario.PUBLISH_GRACE + 60:.0f} s: **"
+        + ("met" if (percentile(s_ours.latencies, 90) or 1e9) <= scenario.PUBLISH_GRACE + 60 else "missed")
+        + "** in the full-day simulation. A hole in a market whose alert group is already open (another",
+        "  pair of the market firing, e.g. an unfilled hole earlier in the session) joins that group and is",
+        "  sent at its next group_interval tick (5 min), not after group_wait; with 2 % never-published",
+        "  buckets most groups stay open, so for most holes the first message naming them is the `AlgopackDataDelayed` one of a quiet group (lag crosses 600 s about 5 min after the hole, + evaluation + group_wait ≈ 345 s). A first incident in a",
+        "  quiet group takes grace + scrape/eval + group_wait"
+        + (f" (measured on the real stack: {pipeline['production_estimate']:.0f} s)." if pipeline else ".")
+        + " The old tool reports at its first job after the bucket's end (30 s here: its jobs run at :30 s,",
+        "  and the 5-min jobs were given the most favourable phase, 30 s after each bucket end) — with no",
+        "  grace, which is exactly what produces its false alarms.",
+        "- The last bucket of a session is due at the session end, and its grace runs out after the session",
+        "  closed (`algopack_session_open` = 0), so a hole there is never alerted by ours.",
         f"- Incidents ours never named in a message: {len(s_ours.undetected)}"
         + (f" ({undetected}{' …' if len(s_ours.undetected) > 12 else ''})" if s_ours.undetected else "") + ".",
         "  A never-published bucket keeps `AlgopackMissingIntervals` of its pair firing for the rest of",
