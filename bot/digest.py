@@ -24,7 +24,8 @@ What each number is:
   activeAt for every active alert at each evaluation, and a new activation gets a new
   activeAt — counted when `ALERTS{alertstate="firing"}` has a sample of that series at the
   same evaluation during the day and activeAt is on or after the day's start. Pending-only
-  activations and alerts carried over from the previous day are not counted.
+  activations and alerts carried over from the previous day are not counted; alerts of
+  markets outside the digest are left out, alerts without a `market` label always count.
 
 The per-day gauges (hi2, missing) are read from 5 minutes after midnight: the exporter
 resets them on the date change and the first scrapes after midnight can still carry the
@@ -94,14 +95,18 @@ def _series_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def count_alert_starts(firing: list[tuple[dict[str, str], list[tuple[float, float]]]],
                        for_state: list[tuple[dict[str, str], list[tuple[float, float]]]],
-                       day_start: float) -> int:
+                       day_start: float, markets: tuple[str, ...] | None = None) -> int:
     """Distinct (alert, activeAt) episodes that fired and became active at or after `day_start`.
 
     `firing`: raw samples of ALERTS{alertstate="firing"}; `for_state`: raw samples of
     ALERTS_FOR_STATE (value = activeAt, Unix seconds). Both are written at the same
-    evaluation timestamps, which is how they are joined."""
+    evaluation timestamps, which is how they are joined. With `markets`, alerts of other
+    markets are left out (alerts without a market label always count)."""
     firing_at: dict[tuple, set[float]] = {}
     for labels, values in firing:
+        market = labels.get("market")
+        if markets is not None and market is not None and market not in markets:
+            continue
         firing_at.setdefault(_series_key(labels), set()).update(round(ts, 3) for ts, _ in values)
     episodes: set[tuple[tuple, float]] = set()
     for labels, values in for_state:
@@ -139,7 +144,7 @@ def build_digest(prom: Prometheus, clock: Clock, markets: list[str], day: date) 
         delays={m: statistics(frame) for m, frame in frames.items()},
         frames=frames,
         missing={m: v for m, v in missing.items() if m in markets_t},
-        alerts=count_alert_starts(firing, for_state, start),
+        alerts=count_alert_starts(firing, for_state, start, markets_t),
     )
 
 

@@ -104,3 +104,14 @@ def test_alert_episodes_are_counted_once_each_and_only_when_started_today():
     assert count_alert_starts(firing, for_state, start) == 2
     assert count_alert_starts(firing, for_state, 0.0) == 3
     assert count_alert_starts([], for_state, 0.0) == 0
+
+
+def test_alert_episodes_of_other_markets_are_left_out():
+    firing = [({"alertname": "A", "market": "eq", "alertstate": "firing"}, [(1.0, 1)]),
+              ({"alertname": "A", "market": "fo", "alertstate": "firing"}, [(1.0, 1)]),
+              ({"alertname": "AlgopackExporterDown", "alertstate": "firing"}, [(1.0, 1)])]
+    for_state = [({"alertname": "A", "market": "eq"}, [(1.0, 10.0)]),
+                 ({"alertname": "A", "market": "fo"}, [(1.0, 10.0)]),
+                 ({"alertname": "AlgopackExporterDown"}, [(1.0, 10.0)])]
+    assert count_alert_starts(firing, for_state, 0.0, ("fo",)) == 2
+    assert count_alert_starts(firing, for_state, 0.0, ("eq", "fx", "fo")) == 3
