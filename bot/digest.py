@@ -166,9 +166,10 @@ def _count(value: float) -> str:
 
 def fit_lines(head: list[str], body: list[str], tail: list[str], limit: int = LIMIT) -> str:
     """Join head + body + tail, cutting body lines with "… и ещё N" so the text stays under `limit`
-    (length of the HTML source, which is never shorter than what Telegram counts)."""
+    in UTF-16 code units, as Telegram counts, of the HTML source (never shorter than the
+    parsed text Telegram measures)."""
     def size(lines: list[str]) -> int:
-        return len("\n".join(lines))
+        return len("\n".join(lines).encode("utf-16-le")) // 2
 
     if size(head + body + tail) <= limit:
         return "\n".join(head + body + tail)

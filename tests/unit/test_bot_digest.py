@@ -61,7 +61,7 @@ def test_long_digest_is_cut_with_and_more_and_keeps_the_totals():
     endpoints = [(f"endpoint-{n:03d}-" + "x" * 40, float(n)) for n in range(300)]
     digest = Digest(DAY, ("eq",), hi2={"eq": 1.0}, delays={"eq": stats(endpoints)}, missing={"eq": 2.0}, alerts=5)
     text = render_digest(digest)
-    assert len(text) <= 4096
+    assert len(text.encode("utf-16-le")) // 2 <= 4096
     lines = text.splitlines()
     assert lines[-1] == "Пропущенных интервалов: 2 (EQ 2) · Алертов за день: 5"
     shown = sum(1 for line in lines if line.startswith("EQ endpoint-"))
