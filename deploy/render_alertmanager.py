@@ -14,7 +14,7 @@ Environment:
     TELEGRAM_API_URL              default https://api.telegram.org (a fake Bot API in tests)
     GRAFANA_URL                   default http://localhost:3000 (links in messages)
     ALERTMANAGER_GROUP_WAIT       default 30s
-    ALERTMANAGER_GROUP_INTERVAL   default 5m
+    ALERTMANAGER_GROUP_INTERVAL   default 1m
     ALERTMANAGER_REPEAT_INTERVAL  default 4h
 
 CLI: python -m deploy.render_alertmanager --out DIR
@@ -43,7 +43,7 @@ DEFAULTS = {
     "TELEGRAM_API_URL": "https://api.telegram.org",
     "GRAFANA_URL": "http://localhost:3000",
     "ALERTMANAGER_GROUP_WAIT": "30s",
-    "ALERTMANAGER_GROUP_INTERVAL": "5m",
+    "ALERTMANAGER_GROUP_INTERVAL": "1m",
     "ALERTMANAGER_REPEAT_INTERVAL": "4h",
 }
 

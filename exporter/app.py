@@ -43,8 +43,8 @@ class ExporterApp:
             self.calendar_sync = CalendarSyncJob(config.calendar.sync, config.calendar.file, self.client, clock)
         markets = sorted({market for market, _ in config.enabled_pairs()})
         self.collector = AlgopackCollector(self.store, self.calendars, clock, self.stats,
-                                           config.delay_threshold_seconds, config.poll.publish_grace_seconds,
-                                           markets, calendar_sync=self.calendar_sync)
+                                           config.delay_threshold_seconds, config.poll, markets,
+                                           calendar_sync=self.calendar_sync)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)

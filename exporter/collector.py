@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from . import __version__, checks
 from .calendar import Calendar, CalendarStore
 from .clock import Clock
+from .config import PollConfig
 from .iss import IssStats
 from .state import ERROR_REASONS, PairState, StateStore
 
@@ -55,14 +56,15 @@ def _value(value: float | None) -> float:
 
 class AlgopackCollector(Collector):
     def __init__(self, store: StateStore, calendars: CalendarStore, clock: Clock, stats: IssStats,
-                 delay_threshold_seconds: float, publish_grace_seconds: float, markets: Iterable[str],
+                 delay_threshold_seconds: float, poll: PollConfig, markets: Iterable[str],
                  calendar_sync: CalendarSyncJob | None = None):
         self.store = store
         self.calendars = calendars
         self.clock = clock
         self.stats = stats
         self.delay_threshold_seconds = float(delay_threshold_seconds)
-        self.publish_grace_seconds = float(publish_grace_seconds)
+        self.publish_grace_seconds = float(poll.publish_grace_seconds)
+        self.missing_window_seconds = float(poll.missing_window_seconds)
         self.markets = tuple(markets)
         self.calendar_sync = calendar_sync
 
@@ -133,6 +135,9 @@ class AlgopackCollector(Collector):
         missing = GaugeMetricFamily("algopack_missing_intervals",
                                     "5-minute intervals of today's elapsed session time with no row for the probe",
                                     labels=labels)
+        missing_recent = GaugeMetricFamily("algopack_missing_intervals_recent",
+                                           "Missing intervals whose grace ran out within poll.missing_window_seconds",
+                                           labels=labels)
         missing_each = GaugeMetricFamily("algopack_missing_interval_timestamp_seconds",
                                          "One series per missing bucket; value is the bucket end",
                                          labels=[*labels, "interval"])
@@ -161,9 +166,12 @@ class AlgopackCollector(Collector):
                 due = calendar.due_buckets(state.market, now, self.publish_grace_seconds)
                 holes = checks.missing_buckets(due, state.seen_buckets)
             missing.add_metric(key, float(len(holes)))
+            recent_since = now_ts - self.publish_grace_seconds - self.missing_window_seconds
+            missing_recent.add_metric(key, float(sum(1 for hole in holes if hole.timestamp() >= recent_since)))
             for bucket in holes[-MAX_MISSING_SERIES:]:
                 missing_each.add_metric([*key, bucket.strftime("%H:%M")], bucket.timestamp())
-        yield from (last_tradetime, last_systime, lag, publish_delay, missing, missing_each, probe, next_poll)
+        yield from (last_tradetime, last_systime, lag, publish_delay, missing, missing_recent, missing_each, probe,
+                    next_poll)
 
     # ---- health ----------------------------------------------------------------------
 

@@ -108,6 +108,9 @@ class PollConfig:
     interval_seconds: float = 60.0
     publish_offset_seconds: float = 20.0
     publish_grace_seconds: float = 120.0
+    # Holes whose grace ran out within this window alert; older ones stay counted in
+    # algopack_missing_intervals but no longer hold the alert (so a later hole pages again).
+    missing_window_seconds: float = 1800.0
     max_workers: int = 2
 
 
@@ -210,7 +213,8 @@ def split_listen_address(address: str) -> tuple[str, int]:
 _SCHEMA: dict[str, Any] = {
     "iss": {"base_url", "auth", "passport_url", "timeout_seconds", "retries", "backoff_seconds", "user_agent"},
     "calendar": {"file", "reload_interval_seconds", "sync"},
-    "poll": {"interval_seconds", "publish_offset_seconds", "publish_grace_seconds", "max_workers"},
+    "poll": {"interval_seconds", "publish_offset_seconds", "publish_grace_seconds", "missing_window_seconds",
+             "max_workers"},
     "delay_threshold_seconds": None,
     "markets": {"eq", "fx", "fo"},
     "web": {"listen_address"},
@@ -633,6 +637,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
         publish_offset_seconds=p.number("publish_offset_seconds", PollConfig.publish_offset_seconds,
                                         strict=False),
         publish_grace_seconds=p.number("publish_grace_seconds", PollConfig.publish_grace_seconds),
+        missing_window_seconds=p.number("missing_window_seconds", PollConfig.missing_window_seconds),
         max_workers=int(p.number("max_workers", PollConfig.max_workers, integer=True)),
     )
     delay = _Reader(checker, "", raw).number("delay_threshold_seconds", Config.delay_threshold_seconds)
