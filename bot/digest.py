@@ -78,9 +78,8 @@ def _at(prom: Prometheus, promql: str, at: float) -> dict[str, float]:
 
 
 def _raw(prom: Prometheus, selector: str, start: float, end: float) -> list[tuple[dict[str, str], list[float]]]:
-    """Raw sample timestamps of `selector` in (start, end]: a range selector needs /api/v1/query
-    with an evaluation time, which the client has no public method for."""
-    data = prom._data("/api/v1/query", {"query": f"{selector}[{_range(end - start)}]", "time": f"{end:.3f}"})
+    """Raw samples of `selector` in (start, end]: a range selector evaluated at `end`."""
+    data = prom.query_at(f"{selector}[{_range(end - start)}]", end)
     if data.get("resultType") != "matrix":
         raise OpsError(f"неожиданный тип {data.get('resultType')}")
     out = []

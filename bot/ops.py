@@ -68,6 +68,11 @@ class Prometheus(_Client):
             raise OpsError(f"неожиданный тип {data.get('resultType')}")
         return [Sample(dict(item["metric"]), float(item["value"][1])) for item in data["result"]]
 
+    def query_at(self, promql: str, at: float) -> Any:
+        """Instant query evaluated at Unix time `at`; the raw `data` ({"resultType", "result"}),
+        whatever its type (a range selector such as `x[5m]` gives a matrix)."""
+        return self._data("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
+
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[tuple[dict[str, str],
                                                                                        list[tuple[float, float]]]]:
         data = self._data("/api/v1/query_range", {"query": promql, "start": f"{start:.3f}",
