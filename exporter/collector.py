@@ -88,6 +88,10 @@ class AlgopackCollector(Collector):
                                          labels=["market"])
         session_start = GaugeMetricFamily("algopack_session_start_timestamp_seconds",
                                           "Start of the current (or last) session", labels=["market"])
+        checking = GaugeMetricFamily("algopack_session_checking",
+                                     "1 from a session's start until its last bucket's grace and the hole window "
+                                     "have passed (holes of the closing buckets are still judged)",
+                                     labels=["market"])
         elapsed = GaugeMetricFamily("algopack_session_elapsed_seconds",
                                     "Seconds since the current session started (exporter clock), 0 outside",
                                     labels=["market"])
@@ -104,6 +108,7 @@ class AlgopackCollector(Collector):
             current = calendar.current_session(market, now)
             start = current.start if current else calendar.session_start(market, now)
             session_open.add_metric([market], 1.0 if current else 0.0)
+            checking.add_metric([market], 1.0 if current or self._checking_after_close(calendar, market, now) else 0.0)
             session_start.add_metric([market], start.timestamp() if start else NAN)
             elapsed.add_metric([market], (now - current.start).total_seconds() if current else 0.0)
             hi2 = pairs.get((market, "hi2"))
@@ -115,10 +120,15 @@ class AlgopackCollector(Collector):
             if obstats is not None:
                 secids.add_metric([market], _value(obstats.secids))
                 secids_prev.add_metric([market], _value(obstats.prev_day_max))
-        yield from (session_open, session_start, elapsed, hi2_present, hi2_expected, secids, secids_prev)
+        yield from (session_open, checking, session_start, elapsed, hi2_present, hi2_expected, secids, secids_prev)
         threshold = GaugeMetricFamily("algopack_delay_threshold_seconds", "The configured delay threshold (DELAY)")
         threshold.add_metric([], self.delay_threshold_seconds)
         yield threshold
+
+    def _checking_after_close(self, calendar: Calendar, market: str, now: datetime) -> bool:
+        after = self.publish_grace_seconds + self.missing_window_seconds
+        return any(session.end <= now and (now - session.end).total_seconds() <= after
+                   for session in calendar.sessions(market, now.date()))
 
     # ---- per pair --------------------------------------------------------------------
 

@@ -109,9 +109,14 @@ def test_rules_never_compare_prometheus_time_with_exporter_clock() -> None:
 
 def test_data_alerts_require_an_open_session() -> None:
     for rule in alert_rules():
-        if rule["alert"] in DATA_ALERTS:
+        if rule["alert"] == "AlgopackMissingIntervals":
+            # Holes are judged in the session and for the closing bucket's grace after it.
+            assert "algopack_session_checking == 1" in rule["expr"], rule["alert"]
+        elif rule["alert"] in DATA_ALERTS:
             assert "algopack_session_open == 1" in rule["expr"], rule["alert"]
             assert "algopack_session_elapsed_seconds" in rule["expr"], rule["alert"]
+        if rule["alert"] in DATA_ALERTS:
+            assert "unless on(market" in rule["expr"] and "algopack_up" in rule["expr"], rule["alert"]
 
 
 def test_every_alert_has_positive_and_negative_unit_tests() -> None:
