@@ -2,8 +2,8 @@
 
 No I/O and no clock: everything takes Unix times (virtual seconds), so the unit tests feed
 plain numbers. The Prometheus/Alertmanager part here models only the production timings
-(scrape/eval every 15 s, group_wait 30 s, group_interval 5 m, repeat 4 h); the real
-binaries are measured once by `bench.realstack`.
+(scrape/eval every 15 s, `for:` pending -> firing, group_wait 30 s, group_interval 1 m,
+repeat 4 h); the real binaries are measured once by `bench.realstack`.
 """
 
 from __future__ import annotations
@@ -85,6 +85,34 @@ class _Group:
     last_sent: frozenset = frozenset()
 
 
+class RuleHolds:
+    """Prometheus' `for:` state machine, one evaluation at a time.
+
+    An alert whose expression holds becomes pending with ActiveAt = that evaluation's time;
+    it fires at the first evaluation with `now - ActiveAt >= for` (Prometheus 2.42:
+    `ts.Sub(a.ActiveAt) >= r.holdDuration`), so `for: 1m` at a 15 s interval needs five
+    consecutive true evaluations. One false evaluation drops a pending alert. Alerts
+    without a `for:` (not in `holds`) fire at the first true evaluation.
+    """
+
+    def __init__(self, holds: Mapping[str, float]):
+        self.holds = dict(holds)
+        self.active_since: dict[tuple[str, Pair], float] = {}
+
+    def step(self, now: float, true_now: Mapping[tuple[str, Pair], frozenset[float]]
+             ) -> dict[tuple[str, Pair], frozenset[float]]:
+        """`true_now`: (alertname, pair) -> evidence where the expression holds; returns the firing ones."""
+        for key in list(self.active_since):
+            if key not in true_now:
+                del self.active_since[key]
+        firing = {}
+        for key, evidence in true_now.items():
+            since = self.active_since.setdefault(key, now)
+            if now - since >= self.holds.get(key[0], 0.0):
+                firing[key] = evidence
+        return firing
+
+
 class AlertmanagerModel:
     """Alertmanager 0.25 dispatch timing for `group_by: [alertname, market]`.
 
@@ -94,7 +122,7 @@ class AlertmanagerModel:
     - A resolved alert is sent once (send_resolved: true) and then forgotten.
     """
 
-    def __init__(self, group_wait: float = 30.0, group_interval: float = 300.0, repeat_interval: float = 4 * 3600.0):
+    def __init__(self, group_wait: float = 30.0, group_interval: float = 60.0, repeat_interval: float = 4 * 3600.0):
         self.group_wait = group_wait
         self.group_interval = group_interval
         self.repeat_interval = repeat_interval

@@ -1,6 +1,6 @@
 """Our exporter in virtual time: the real poller, ISS client (HTTP) and collector against the
-sandbox on a ManualClock, with the alert rules' conditions evaluated every 15 s and the
-Alertmanager dispatch model on top (bench.alerting). The scheduler's only job, "call poll
+sandbox on a ManualClock, with the alert rules' expressions evaluated every 15 s on the
+collector's output, their `for:` and the Alertmanager dispatch model on top (bench.alerting). The scheduler's only job, "call poll
 when planned_next says", is done by the loop here (as in tests/integration/exporter_sim.py).
 """
 
@@ -17,7 +17,7 @@ from exporter.clock import MSK, ManualClock
 from exporter.config import load_config
 
 from . import scenario
-from .alerting import AlertmanagerModel, Pair
+from .alerting import AlertmanagerModel, Pair, RuleHolds
 
 HOLES_EXCLUDED = ("hi2", "futoi")
 
@@ -27,7 +27,8 @@ def write_config(workdir: Path, iss_url: str) -> Path:
         "iss": {"base_url": iss_url, "auth": "none", "timeout_seconds": 30, "retries": 0},
         "calendar": {"file": str(scenario.CALENDAR)},
         "poll": {"interval_seconds": scenario.POLL_INTERVAL, "publish_offset_seconds": scenario.PUBLISH_OFFSET,
-                 "publish_grace_seconds": scenario.PUBLISH_GRACE},
+                 "publish_grace_seconds": scenario.PUBLISH_GRACE,
+                 "missing_window_seconds": scenario.MISSING_WINDOW},
         "delay_threshold_seconds": scenario.DELAY_THRESHOLD,
     }
     path = workdir / "bench-config.yml"
@@ -43,7 +44,8 @@ class OurRun:
         self.config = load_config(str(write_config(workdir, self.iss.url)), environ={})
         self.app = ExporterApp(self.config, self.clock)
         self.app.poller.plan_startup(self.clock.now())
-        self.am = AlertmanagerModel(scenario.GROUP_WAIT, scenario.GROUP_INTERVAL)
+        self.holds = RuleHolds(scenario.RULE_HOLDS)
+        self.am = AlertmanagerModel(scenario.GROUP_WAIT, scenario.GROUP_INTERVAL, scenario.REPEAT_INTERVAL)
         self.evaluations = 0
         self.poll_seconds = 0.0
         self.polls = 0
@@ -76,37 +78,49 @@ class OurRun:
                 out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
         return out
 
-    def firing(self) -> dict[tuple[str, Pair], frozenset[float]]:
-        """The conditions of AlgopackMissingIntervals and AlgopackDataDelayed (prometheus/rules)."""
+    def expressions(self) -> dict[tuple[str, Pair], frozenset[float]]:
+        """Where the expressions of AlgopackMissingIntervals and AlgopackDataDelayed hold now.
+
+        Mirrors prometheus/rules/algopack.yml term by term; the evidence is what the message
+        names: the holes the description lists (sorted, at most LISTED_HOLES), or for the lag
+        alert every due bucket after the newest row.
+        """
         s = self.samples()
         now = self.clock.now()
         calendar = self.app.calendars.current
+
+        def by_pair(name: str) -> dict[Pair, float]:
+            return {(dict(k)["market"], dict(k)["endpoint"]): v for k, v in s.get(name, {}).items()}
+
         open_ = {dict(k)["market"]: v for k, v in s["algopack_session_open"].items()}
+        checking = {dict(k)["market"]: v for k, v in s["algopack_session_checking"].items()}
         elapsed = {dict(k)["market"]: v for k, v in s["algopack_session_elapsed_seconds"].items()}
         threshold = next(iter(s["algopack_delay_threshold_seconds"].values()))
+        up = by_pair("algopack_up")          # `unless on(market, endpoint) algopack_up == 0` (NaN is not 0)
         holes: dict[Pair, set[float]] = {}
         for labels, value in s.get("algopack_missing_interval_timestamp_seconds", {}).items():
             d = dict(labels)
             holes.setdefault((d["market"], d["endpoint"]), set()).add(value)
-        last_tradetime = {(dict(k)["market"], dict(k)["endpoint"]): v
-                          for k, v in s["algopack_last_tradetime_timestamp_seconds"].items()}
+        last_tradetime = by_pair("algopack_last_tradetime_timestamp_seconds")
         out: dict[tuple[str, Pair], frozenset[float]] = {}
-        for labels, value in s["algopack_missing_intervals"].items():
-            d = dict(labels)
-            pair = (d["market"], d["endpoint"])
-            if (pair[1] not in HOLES_EXCLUDED and value > 0 and open_.get(pair[0]) == 1
-                    and elapsed.get(pair[0], 0) >= 300):
-                out[("AlgopackMissingIntervals", pair)] = frozenset(holes.get(pair, ()))
-        for labels, value in s["algopack_lag_seconds"].items():
-            d = dict(labels)
-            pair = (d["market"], d["endpoint"])
-            if value > threshold and open_.get(pair[0]) == 1 and elapsed.get(pair[0], 0) > 600:
+        for pair, value in by_pair("algopack_missing_intervals_recent").items():
+            if (pair[1] not in HOLES_EXCLUDED and value > 0 and checking.get(pair[0]) == 1
+                    and up.get(pair) != 0):
+                listed = sorted(holes.get(pair, ()))[:scenario.LISTED_HOLES]
+                out[("AlgopackMissingIntervals", pair)] = frozenset(listed)
+        for pair, value in by_pair("algopack_lag_seconds").items():
+            if (pair[1] != "hi2" and value > threshold and open_.get(pair[0]) == 1
+                    and elapsed.get(pair[0], 0) > 600 and up.get(pair) != 0):
                 newest = last_tradetime.get(pair)
                 due = [b.timestamp() for b in calendar.expected_buckets(pair[0], now.date())
                        if b < now and (newest is None or newest != newest or b.timestamp() > newest)]
                 out[("AlgopackDataDelayed", pair)] = frozenset(due)
         self.evaluations += 1
         return out
+
+    def firing(self) -> dict[tuple[str, Pair], frozenset[float]]:
+        """One rule evaluation: the expressions, then their `for:` (pending -> firing)."""
+        return self.holds.step(self.clock.timestamp(), self.expressions())
 
     # ---- the day ----------------------------------------------------------------------
 

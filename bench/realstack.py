@@ -21,6 +21,10 @@ from exporter.clock import MSK
 
 from . import scenario
 
+# What the real alert pipeline runs with: production values, stated in BENCHMARKS.md.
+PIPELINE_TIMINGS = {"scrape_interval": "15s", "eval_interval": "15s", "group_wait": "30s",
+                    "group_interval": "1m", "repeat_interval": "4h"}
+
 
 def _today_at(hh: int, mm: int, ss: int = 0) -> datetime:
     day = datetime.now(MSK).date()
@@ -31,13 +35,18 @@ def alert_pipeline(workdir: Path, speed: float = 5.0) -> dict:
     """Stop eq/tradestats so one bucket T never comes; time T -> Telegram message.
 
     The exporter side runs on the fast clock (`speed`); Prometheus (scrape/eval 15 s) and
-    Alertmanager (group_wait 30 s) run with production timings in real time.
+    Alertmanager run with the production timings (PIPELINE_TIMINGS, the defaults of
+    deploy/render_alertmanager.py) in real time. LocalStack's own defaults are short test
+    values (group_wait 5 s, group_interval 10 s), so every one is set here explicitly.
     """
     stack = LocalStack(workdir, clock_speed=speed, virtual_start=_today_at(12, 2, 40),
                        components=("telegram", "iss", "exporter", "alertmanager", "prometheus"),
-                       calendar=demo_calendar(_today_at(12, 0).date()), scrape_interval="15s", eval_interval="15s",
-                       env={"ALERTMANAGER_GROUP_WAIT": "30s", "ALERTMANAGER_GROUP_INTERVAL": "5m",
-                            "ALERTMANAGER_REPEAT_INTERVAL": "4h"})
+                       calendar=demo_calendar(_today_at(12, 0).date()),
+                       scrape_interval=PIPELINE_TIMINGS["scrape_interval"],
+                       eval_interval=PIPELINE_TIMINGS["eval_interval"],
+                       env={"ALERTMANAGER_GROUP_WAIT": PIPELINE_TIMINGS["group_wait"],
+                            "ALERTMANAGER_GROUP_INTERVAL": PIPELINE_TIMINGS["group_interval"],
+                            "ALERTMANAGER_REPEAT_INTERVAL": PIPELINE_TIMINGS["repeat_interval"]})
     with stack:
         clock = stack.clock
         deadline = time.monotonic() + 120
@@ -61,6 +70,7 @@ def alert_pipeline(workdir: Path, speed: float = 5.0) -> dict:
         lag_msgs = [m for m in stack.telegram_messages() if m["bot_id"] == ALERT_BOT_ID]
         return {
             "speed": speed,
+            "timings": dict(PIPELINE_TIMINGS),
             "bucket_due": datetime.fromtimestamp(bucket_due, MSK).strftime("%H:%M:%S"),
             "virtual_due_to_message": arrival_v - bucket_due,
             "exporter_part_virtual": scenario.PUBLISH_GRACE,

@@ -22,11 +22,17 @@ DAY_END = datetime(2026, 11, 25, 23, 58, tzinfo=MSK)
 # Production defaults of the exporter (config.py) and of the alerting pipeline.
 PUBLISH_OFFSET = 20.0
 PUBLISH_GRACE = 120.0
+MISSING_WINDOW = 1800.0               # poll.missing_window_seconds (algopack_missing_intervals_recent)
 POLL_INTERVAL = 60.0
 DELAY_THRESHOLD = 600.0
 SCRAPE_INTERVAL = 15.0
 GROUP_WAIT = 30.0
-GROUP_INTERVAL = 300.0
+GROUP_INTERVAL = 60.0
+REPEAT_INTERVAL = 4 * 3600.0
+# `for:` of the modelled rules (prometheus/rules/algopack.yml); absent = no `for:`.
+RULE_HOLDS = {"AlgopackDataDelayed": 60.0}
+# The AlgopackMissingIntervals description lists at most this many holes (sorted), then "…".
+LISTED_HOLES = 12
 
 DELAY_PROFILE = {"base": [5, 15], "late": [30, 90], "late_share": 0.1, "never_share": 0.02}
 

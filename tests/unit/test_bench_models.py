@@ -1,14 +1,20 @@
 """The benchmark's models must be right before their numbers mean anything: the old strategy's
-schedule and gap logic, the ground truth, and the Alertmanager dispatch model."""
+schedule and gap logic, the ground truth, the rules' `for:` and the Alertmanager dispatch model,
+and the production settings the simulation mirrors."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
+import yaml
+
+from bench import realstack, scenario
 from bench.alerting import (
     AlertmanagerModel,
     Incident,
     Message,
+    RuleHolds,
     count_episodes,
     first_detection,
     group_incidents,
@@ -17,8 +23,10 @@ from bench.alerting import (
     percentile,
 )
 from bench.oldstrategy import futoi_lagging, job_times, newly_missing
+from deploy.render_alertmanager import DEFAULTS as AM_DEFAULTS
 from exporter.calendar import parse_calendar_text
 from exporter.clock import MSK
+from exporter.config import PollConfig
 
 CALENDAR = parse_calendar_text("""
 timezone: Europe/Moscow
@@ -105,7 +113,7 @@ def test_first_detection_needs_the_pair_and_one_of_the_buckets():
 # ---- Alertmanager model ---------------------------------------------------------------
 
 def test_group_wait_then_group_interval_then_resolve():
-    am = AlertmanagerModel(group_wait=30, group_interval=300)
+    am = AlertmanagerModel(group_wait=30, group_interval=60)
     key = ("AlgopackMissingIntervals", ("eq", "tradestats"))
     t = ts(12, 7, 15)
     am.evaluate(t, {key: frozenset({ts(12, 5)})})
@@ -113,23 +121,30 @@ def test_group_wait_then_group_interval_then_resolve():
     assert am.messages == []                                   # still within group_wait
     am.evaluate(t + 30, {key: frozenset({ts(12, 5)})})
     assert [(m.ts, m.resolved) for m in am.messages] == [(t + 30, False)]
-    # A second pair of the same market joins the group: sent at the next group_interval tick.
+    # A second pair of the same market joins the group: sent at the next group_interval tick
+    # (flushes at t+30, t+90, t+150, ...), not after a group_wait of its own.
     other = ("AlgopackMissingIntervals", ("eq", "obstats"))
     am.evaluate(t + 60, {key: frozenset({ts(12, 5)}), other: frozenset({ts(12, 5)})})
-    am.tick(t + 329)
+    am.tick(t + 89)
     assert len(am.messages) == 1
-    am.tick(t + 330)
+    am.tick(t + 90)
     assert len(am.messages) == 2 and set(am.messages[1].evidence) == {("eq", "tradestats"), ("eq", "obstats")}
+    # An unchanged group is not re-sent at the following ticks.
+    am.evaluate(t + 120, {key: frozenset({ts(12, 5)}), other: frozenset({ts(12, 5)})})
+    am.tick(t + 150)
+    assert len(am.messages) == 2
     # Both resolve: one resolved message at the next tick, then the group is gone.
-    am.evaluate(t + 400, {})
-    am.tick(t + 630)
+    am.evaluate(t + 165, {})
+    am.tick(t + 209)
+    assert len(am.messages) == 2
+    am.tick(t + 210)
     assert am.messages[-1].resolved and set(am.messages[-1].evidence) == {("eq", "tradestats"), ("eq", "obstats")}
     assert am.groups == {}
     assert count_episodes(am.messages) == (2, 0)
 
 
 def test_alert_that_clears_before_group_wait_sends_nothing():
-    am = AlertmanagerModel(group_wait=30, group_interval=300)
+    am = AlertmanagerModel(group_wait=30, group_interval=60)
     key = ("AlgopackDataDelayed", ("fx", "tradestats"))
     am.evaluate(ts(12, 0), {key: frozenset()})
     am.evaluate(ts(12, 0, 15), {})
@@ -138,7 +153,7 @@ def test_alert_that_clears_before_group_wait_sends_nothing():
 
 
 def test_value_change_of_a_firing_alert_is_not_a_new_message():
-    am = AlertmanagerModel(group_wait=30, group_interval=300, repeat_interval=4 * 3600)
+    am = AlertmanagerModel(group_wait=30, group_interval=60, repeat_interval=4 * 3600)
     key = ("AlgopackMissingIntervals", ("fo", "obstats"))
     am.evaluate(ts(12, 0), {key: frozenset({ts(11, 55)})})
     am.tick(ts(12, 1))
@@ -148,6 +163,78 @@ def test_value_change_of_a_firing_alert_is_not_a_new_message():
     am.tick(ts(16, 1))
     assert len(am.messages) == 2 and am.messages[1].evidence[key[1]] == frozenset({ts(11, 55), ts(12, 25)})
     assert count_episodes(am.messages) == (1, 1)
+
+
+# ---- Prometheus `for:` ------------------------------------------------------------------
+
+DELAYED = ("AlgopackDataDelayed", ("eq", "tradestats"))
+MISSING = ("AlgopackMissingIntervals", ("eq", "tradestats"))
+
+
+def test_for_one_minute_fires_after_five_true_evaluations_at_15s():
+    holds = RuleHolds({"AlgopackDataDelayed": 60})
+    t = ts(12, 10)
+    for k in range(4):                                          # pending at t .. t+45
+        assert holds.step(t + 15 * k, {DELAYED: frozenset()}) == {}
+    assert holds.step(t + 60, {DELAYED: frozenset({ts(12, 5)})}) == {DELAYED: frozenset({ts(12, 5)})}
+    assert DELAYED in holds.step(t + 75, {DELAYED: frozenset()})
+
+
+def test_for_pending_is_dropped_by_one_false_evaluation():
+    holds = RuleHolds({"AlgopackDataDelayed": 60})
+    t = ts(12, 10)
+    for k in range(4):
+        holds.step(t + 15 * k, {DELAYED: frozenset()})
+    assert holds.step(t + 60, {}) == {}                         # a lag spike of under a minute
+    for k in range(5, 9):                                       # starts again from t+75
+        assert holds.step(t + 15 * k, {DELAYED: frozenset()}) == {}
+    assert DELAYED in holds.step(t + 135, {DELAYED: frozenset()})
+
+
+def test_rule_without_for_fires_at_its_first_true_evaluation():
+    holds = RuleHolds({"AlgopackDataDelayed": 60})
+    assert holds.step(ts(12, 7, 15), {MISSING: frozenset({ts(12, 5)})}) == {MISSING: frozenset({ts(12, 5)})}
+
+
+# ---- the simulation mirrors the production settings -------------------------------------
+
+def _rules() -> dict[str, dict]:
+    data = yaml.safe_load((scenario.REPO / "prometheus" / "rules" / "algopack.yml").read_text())
+    return {r["alert"]: r for g in data["groups"] for r in g["rules"] if "alert" in r}
+
+
+def _seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", duration)))
+
+
+def test_modelled_rules_match_prometheus_rules():
+    rules = _rules()
+    missing, delayed = rules["AlgopackMissingIntervals"], rules["AlgopackDataDelayed"]
+    # bench/ours.py evaluates these metric names and guards; a rule change must reach the model.
+    assert re.search(r"algopack_missing_intervals_recent\{[^}]*\} > 0", missing["expr"])
+    assert "algopack_lag_seconds" in delayed["expr"] and "algopack_delay_threshold_seconds" in delayed["expr"]
+    assert "and on(market) algopack_session_checking == 1" in missing["expr"]
+    assert "and on(market) algopack_session_open == 1" in delayed["expr"]
+    assert "and on(market) algopack_session_elapsed_seconds > 600" in delayed["expr"]
+    for rule in (missing, delayed):
+        assert "unless on(market, endpoint) algopack_up == 0" in rule["expr"]
+    assert re.search(r"if lt \$i (\d+) ", missing["annotations"]["description"]).group(1) == str(scenario.LISTED_HOLES)
+    holds = {name: _seconds(rules[name]["for"]) for name in (missing["alert"], delayed["alert"]) if "for" in rules[name]}
+    assert holds == scenario.RULE_HOLDS == {"AlgopackDataDelayed": 60.0}
+
+
+def test_modelled_timings_match_production_defaults():
+    assert scenario.PUBLISH_GRACE == PollConfig.publish_grace_seconds == 120
+    assert scenario.MISSING_WINDOW == PollConfig.missing_window_seconds == 1800
+    assert scenario.GROUP_WAIT == _seconds(AM_DEFAULTS["ALERTMANAGER_GROUP_WAIT"]) == 30
+    assert scenario.GROUP_INTERVAL == _seconds(AM_DEFAULTS["ALERTMANAGER_GROUP_INTERVAL"]) == 60
+    assert scenario.REPEAT_INTERVAL == _seconds(AM_DEFAULTS["ALERTMANAGER_REPEAT_INTERVAL"])
+    # The real-stack measurement runs the same values (LocalStack's defaults are short test ones).
+    assert {k: realstack.PIPELINE_TIMINGS[k] for k in ("group_wait", "group_interval", "repeat_interval")} == {
+        "group_wait": AM_DEFAULTS["ALERTMANAGER_GROUP_WAIT"], "group_interval": AM_DEFAULTS["ALERTMANAGER_GROUP_INTERVAL"],
+        "repeat_interval": AM_DEFAULTS["ALERTMANAGER_REPEAT_INTERVAL"]}
+    assert _seconds(realstack.PIPELINE_TIMINGS["eval_interval"]) == scenario.SCRAPE_INTERVAL
 
 
 def test_percentile():
