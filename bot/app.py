@@ -418,26 +418,25 @@ def render_silences(silences: list[Silence], clock: Clock) -> tuple[str, InlineK
     return _truncate_lines(lines), InlineKeyboardMarkup(rows)
 
 
-async def cmd_alerts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _reply_from_alertmanager(update: Update, context: ContextTypes.DEFAULT_TYPE, fetch, render) -> None:
+    """Fetch from Alertmanager off the event loop and reply with the rendered list, or say
+    clearly that Alertmanager is down (the bot stays up)."""
     state = _state(context)
     try:
-        alerts = await asyncio.to_thread(state.alertmanager.alerts)
+        items = await asyncio.to_thread(fetch, state.alertmanager)
     except OpsError as exc:
         await update.effective_message.reply_text(texts.ALERTMANAGER_DOWN.format(reason=texts.esc(str(exc))))
         return
-    text, markup = render_alerts(alerts, state.clock)
+    text, markup = render(items, state.clock)
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+
+
+async def cmd_alerts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await _reply_from_alertmanager(update, context, lambda am: am.alerts(), render_alerts)
 
 
 async def cmd_silences(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    state = _state(context)
-    try:
-        silences = await asyncio.to_thread(state.alertmanager.silences)
-    except OpsError as exc:
-        await update.effective_message.reply_text(texts.ALERTMANAGER_DOWN.format(reason=texts.esc(str(exc))))
-        return
-    text, markup = render_silences(silences, state.clock)
-    await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+    await _reply_from_alertmanager(update, context, lambda am: am.silences(), render_silences)
 
 
 def silence_end(clock: Clock, duration: str) -> datetime:

@@ -28,6 +28,7 @@ from exporter.clock import MSK, SystemClock
 from exporter.config import load_config
 from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
 from sandbox.telegram import FakeTelegram
+from tests.calendars import calendar_text
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +39,7 @@ ALLOWED_USER = 42
 STRANGER = 666
 STRANGER_CHAT = -100999
 
-CALENDAR = """\
-# test calendar: comments and other entries must survive the bot's writes
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-checks:
-  hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
+CALENDAR = calendar_text(comment="test calendar: comments and other entries must survive the bot's writes") + """\
 days:
   NEXT_YEAR-01-01: holiday      # New Year (kept through every edit)
   SATURDAY:                # a weekend session

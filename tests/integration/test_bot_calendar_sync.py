@@ -20,6 +20,7 @@ from exporter.clock import MSK, FastClock
 from exporter.config import load_config
 from sandbox.procs import REPO_ROOT, ManagedProcess, free_port, wait_http
 from sandbox.telegram import FakeTelegram
+from tests.calendars import calendar_text
 
 from .test_bot import ENV, GROUP, BotRunner, ask, digest
 
@@ -28,19 +29,8 @@ pytestmark = pytest.mark.integration
 ADMIN = 42
 NON_ADMIN = 43
 
-TARGET = """\
-# our calendar: comments must survive the sync
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-checks:
-  hi2_deadline: {eq: "19:01", fx: "19:31", fo: "19:31"}
-days:
-  2026-07-15: holiday   # manual: must survive every sync
-"""
+TARGET = calendar_text("2026-07-15: holiday   # manual: must survive every sync",
+                       comment="our calendar: comments must survive the sync")
 
 
 @pytest.fixture(scope="module")
