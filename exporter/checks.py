@@ -70,6 +70,22 @@ def missing_buckets(due: Iterable[datetime], seen: Iterable[float]) -> list[date
     return [bucket for bucket in due if round(bucket.timestamp()) not in seen_set]
 
 
+def missing_runs(due: Iterable[datetime], seen: Iterable[float]) -> list[list[datetime]]:
+    """Holes grouped into runs of consecutive due buckets (no arrived bucket between them):
+    a stopped feed is one run that grows; a hole after data came back starts a new run."""
+    seen_set = {round(ts) for ts in seen}
+    runs: list[list[datetime]] = []
+    previous_missing = False
+    for bucket in due:
+        missing = round(bucket.timestamp()) not in seen_set
+        if missing and previous_missing:
+            runs[-1].append(bucket)
+        elif missing:
+            runs.append([bucket])
+        previous_missing = missing
+    return runs
+
+
 def lag_seconds(now: float, newest_systime: float | None, session_start: float | None,
                 in_session: bool) -> float:
     """now − max(newest SYSTIME, session start) while in session, 0 outside (design)."""

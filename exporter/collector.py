@@ -148,6 +148,10 @@ class AlgopackCollector(Collector):
         missing_recent = GaugeMetricFamily("algopack_missing_intervals_recent",
                                            "Missing intervals whose grace ran out within poll.missing_window_seconds",
                                            labels=labels)
+        missing_run = GaugeMetricFamily("algopack_missing_run_intervals",
+                                        "Recent runs of consecutive missing buckets (label since: the run's first "
+                                        "bucket); value: buckets in the run",
+                                        labels=[*labels, "since"])
         missing_each = GaugeMetricFamily("algopack_missing_interval_timestamp_seconds",
                                          "One series per missing bucket; value is the bucket end",
                                          labels=[*labels, "interval"])
@@ -171,17 +175,21 @@ class AlgopackCollector(Collector):
                 lag.add_metric(key, checks.lag_seconds(now_ts, state.last_systime_ts, session.start.timestamp(), True))
             else:
                 lag.add_metric(key, 0.0)  # outside a session, or nothing known yet since start
-            holes = []
+            runs: list[list[datetime]] = []
             if state.polled and state.day == today:
                 due = calendar.due_buckets(state.market, now, self.publish_grace_seconds)
-                holes = checks.missing_buckets(due, state.seen_buckets)
+                runs = checks.missing_runs(due, state.seen_buckets)
+            holes = [bucket for run in runs for bucket in run]
             missing.add_metric(key, float(len(holes)))
             recent_since = now_ts - self.publish_grace_seconds - self.missing_window_seconds
             missing_recent.add_metric(key, float(sum(1 for hole in holes if hole.timestamp() >= recent_since)))
+            for run in runs:
+                if run[-1].timestamp() >= recent_since:
+                    missing_run.add_metric([*key, run[0].strftime("%H:%M")], float(len(run)))
             for bucket in holes[-MAX_MISSING_SERIES:]:
                 missing_each.add_metric([*key, bucket.strftime("%H:%M")], bucket.timestamp())
-        yield from (last_tradetime, last_systime, lag, publish_delay, missing, missing_recent, missing_each, probe,
-                    next_poll)
+        yield from (last_tradetime, last_systime, lag, publish_delay, missing, missing_recent, missing_run,
+                    missing_each, probe, next_poll)
 
     # ---- health ----------------------------------------------------------------------
 

@@ -56,3 +56,10 @@ def test_secid_counts_and_liquidity():
     assert checks.most_liquid(trades) == "SiZ6"
     assert checks.has_rows_for_day(frame([["2026-11-25", "18:40:00", "SBER", "x"]]), date(2026, 11, 25))
     assert not checks.has_rows_for_day(frame([["2026-11-24", "18:40:00", "SBER", "x"]]), date(2026, 11, 25))
+
+
+def test_missing_runs_split_where_data_arrived():
+    due = [datetime(2026, 11, 25, 10, m, tzinfo=MSK) for m in (5, 10, 15, 20, 25, 30)]
+    seen = [due[0].timestamp(), due[3].timestamp()]
+    assert checks.missing_runs(due, seen) == [[due[1], due[2]], [due[4], due[5]]]
+    assert checks.missing_runs(due, [b.timestamp() for b in due]) == []
