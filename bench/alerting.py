@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 Pair = tuple[str, str]
+# One alert identity: (alertname, (market, endpoint), since). `since` is the hole alert's
+# label (the run's first bucket, HH:MM); "" for alerts without it (AlgopackDataDelayed).
+AlertKey = tuple[str, Pair, str]
 
 
 @dataclass(frozen=True)
@@ -57,19 +60,35 @@ def group_incidents(pair: Pair, grid: Iterable[float], bad: set[float]) -> list[
 class Message:
     """One Telegram message: when, whether it is a resolve, and what it says per pair.
 
-    `evidence[pair]` = the bucket ends the message reports for that pair (missing buckets),
-    or for a lag alert every due bucket after the newest row seen (what the lag is about).
+    `evidence[pair]` = the bucket ends the message reports for that pair over all the alerts
+    it lists (missing buckets of each run, or for a lag alert every due bucket after the newest
+    row seen). `alerts` = the alerts the message lists, each with its buckets; `named[pair]` =
+    the buckets of the alerts sent for the first time in this message: what is news in it.
+    Without `alerts` (the old tool: one message, one alert) everything in it is news.
     """
 
     ts: float
     resolved: bool
     alertname: str
     evidence: dict[Pair, frozenset[float]] = field(default_factory=dict)
+    alerts: dict[AlertKey, frozenset[float]] = field(default_factory=dict)
+    named: dict[Pair, frozenset[float]] | None = None
+
+    def news(self) -> dict[Pair, frozenset[float]]:
+        return self.evidence if self.named is None else self.named
+
+
+def by_pair(alerts: Mapping[AlertKey, frozenset[float]]) -> dict[Pair, frozenset[float]]:
+    """Union of the alerts' buckets per pair."""
+    out: dict[Pair, frozenset[float]] = {}
+    for (_, pair, _), buckets in alerts.items():
+        out[pair] = out.get(pair, frozenset()) | buckets
+    return out
 
 
 @dataclass
 class _Alert:
-    key: tuple[str, Pair]
+    key: AlertKey
     active_since: float
     evidence: frozenset[float]
     resolved_at: float | None = None
@@ -79,7 +98,7 @@ class _Alert:
 @dataclass
 class _Group:
     created: float
-    alerts: dict[tuple[str, Pair], _Alert] = field(default_factory=dict)
+    alerts: dict[AlertKey, _Alert] = field(default_factory=dict)
     next_flush: float = 0.0
     last_flush: float | None = None
     last_sent: frozenset = frozenset()
@@ -92,16 +111,17 @@ class RuleHolds:
     it fires at the first evaluation with `now - ActiveAt >= for` (Prometheus 2.42:
     `ts.Sub(a.ActiveAt) >= r.holdDuration`), so `for: 1m` at a 15 s interval needs five
     consecutive true evaluations. One false evaluation drops a pending alert. Alerts
-    without a `for:` (not in `holds`) fire at the first true evaluation.
+    without a `for:` (not in `holds`) fire at the first true evaluation. Each label set
+    (AlertKey) is its own alert.
     """
 
     def __init__(self, holds: Mapping[str, float]):
         self.holds = dict(holds)
-        self.active_since: dict[tuple[str, Pair], float] = {}
+        self.active_since: dict[AlertKey, float] = {}
 
-    def step(self, now: float, true_now: Mapping[tuple[str, Pair], frozenset[float]]
-             ) -> dict[tuple[str, Pair], frozenset[float]]:
-        """`true_now`: (alertname, pair) -> evidence where the expression holds; returns the firing ones."""
+    def step(self, now: float, true_now: Mapping[AlertKey, frozenset[float]]
+             ) -> dict[AlertKey, frozenset[float]]:
+        """`true_now`: alert -> evidence where the expression holds; returns the firing ones."""
         for key in list(self.active_since):
             if key not in true_now:
                 del self.active_since[key]
@@ -119,6 +139,8 @@ class AlertmanagerModel:
     - A new group flushes `group_wait` after its first alert arrives.
     - Afterwards it is checked every `group_interval`; it sends when the set of firing
       alerts changed or an alert resolved (or `repeat_interval` passed), one message per group.
+      An alert is one label set (AlertKey): a new `since` of the same pair is a new alert,
+      so a change of the set, sent at the next tick.
     - A resolved alert is sent once (send_resolved: true) and then forgotten.
     """
 
@@ -129,11 +151,11 @@ class AlertmanagerModel:
         self.groups: dict[tuple[str, str], _Group] = {}
         self.messages: list[Message] = []
 
-    def evaluate(self, now: float, firing: Mapping[tuple[str, Pair], frozenset[float]]) -> None:
-        """One rule evaluation: `firing` maps (alertname, pair) -> evidence of alerts true now."""
+    def evaluate(self, now: float, firing: Mapping[AlertKey, frozenset[float]]) -> None:
+        """One rule evaluation: `firing` maps alert -> evidence of the alerts firing now."""
         self.tick(now)
         for key, evidence in firing.items():
-            alertname, pair = key
+            alertname, pair, _ = key
             gkey = (alertname, pair[0])
             group = self.groups.get(gkey)
             if group is None:
@@ -165,15 +187,16 @@ class AlertmanagerModel:
         repeat = group.last_flush is not None and at - group.last_flush >= self.repeat_interval
         if (changed or repeat) and (firing or any(a.notified_firing for a in resolved.values())):
             if firing:
-                self.messages.append(Message(at, False, gkey[0], {k[1]: a.evidence for k, a in firing.items()}))
+                listed = {k: a.evidence for k, a in firing.items()}
+                new = {k: a.evidence for k, a in firing.items() if not a.notified_firing}
+                self.messages.append(Message(at, False, gkey[0], by_pair(listed), listed, by_pair(new)))
                 for alert in firing.values():
                     alert.notified_firing = True
-            notified_resolves = {k: a for k, a in resolved.items() if a.notified_firing}
-            if notified_resolves and not firing:
-                self.messages.append(Message(at, True, gkey[0], {k[1]: a.evidence for k, a in notified_resolves.items()}))
-            elif notified_resolves:
-                # Alertmanager puts resolved alerts into the same group message as the firing ones.
-                self.messages.append(Message(at, True, gkey[0], {k[1]: a.evidence for k, a in notified_resolves.items()}))
+            notified_resolves = {k: a.evidence for k, a in resolved.items() if a.notified_firing}
+            if notified_resolves:
+                # Alertmanager puts resolved alerts into the same group message as the firing
+                # ones; counted here as a separate resolve message.
+                self.messages.append(Message(at, True, gkey[0], by_pair(notified_resolves), notified_resolves, {}))
             group.last_flush = at
         for key in resolved:
             del group.alerts[key]
@@ -192,17 +215,18 @@ class DetectionSummary:
     undetected: list[Incident]
     firing_messages: int
     false_alarm_messages: int
-    alerts_fired: int                      # (alertname, pair) alert episodes that were notified
+    alerts_fired: int                      # alert episodes (one per label set) that were notified
     missing_resolves: int                  # notified alert episodes without a resolve message
 
 
 def first_detection(incident: Incident, messages: Iterable[Message]) -> float | None:
-    """Moment of the first firing message that reports one of the incident's buckets for its pair."""
+    """Moment of the first firing message that names one of the incident's buckets for its pair:
+    an alert whose buckets include it is sent for the first time in that message."""
     wanted = set(incident.buckets)
     for message in sorted(messages, key=lambda m: m.ts):
         if message.resolved or message.ts < incident.due:
             continue
-        if wanted & set(message.evidence.get(incident.pair, ())):
+        if wanted & set(message.news().get(incident.pair, ())):
             return message.ts
     return None
 
@@ -233,12 +257,12 @@ def summarize(incidents: list[Incident], messages: list[Message], bad: Mapping[P
 
 
 def count_episodes(messages: list[Message]) -> tuple[int, int]:
-    """(alert episodes notified as firing, of those never notified as resolved), per (alertname, pair)."""
-    open_: dict[tuple[str, Pair], bool] = {}
+    """(alert episodes notified as firing, of those never notified as resolved), per alert label set."""
+    open_: dict[AlertKey, bool] = {}
     fired = 0
     for message in sorted(messages, key=lambda m: (m.ts, m.resolved)):
-        for pair in message.evidence:
-            key = (message.alertname, pair)
+        keys = message.alerts or {(message.alertname, pair, "") for pair in message.evidence}
+        for key in keys:
             if not message.resolved and not open_.get(key):
                 open_[key] = True
                 fired += 1

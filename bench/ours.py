@@ -1,7 +1,8 @@
 """Our exporter in virtual time: the real poller, ISS client (HTTP) and collector against the
 sandbox on a ManualClock, with the alert rules' expressions evaluated every 15 s on the
-collector's output, their `for:` and the Alertmanager dispatch model on top (bench.alerting). The scheduler's only job, "call poll
-when planned_next says", is done by the loop here (as in tests/integration/exporter_sim.py).
+collector's output, their `for:` and the Alertmanager dispatch model on top (bench.alerting).
+The scheduler's only job, "call poll when planned_next says", is done by the loop here (as in
+tests/integration/exporter_sim.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,46 @@ from exporter.clock import MSK, ManualClock
 from exporter.config import load_config
 
 from . import scenario
-from .alerting import AlertmanagerModel, Pair, RuleHolds
+from .alerting import AlertKey, AlertmanagerModel, Pair, RuleHolds
 
 HOLES_EXCLUDED = ("hi2", "futoi")
+MISSING = "AlgopackMissingIntervals"
+DELAYED = "AlgopackDataDelayed"
+
+Samples = dict[str, dict[tuple, float]]
+
+
+def missing_interval_alerts(s: Samples, listed: int = scenario.LISTED_HOLES) -> dict[AlertKey, frozenset[float]]:
+    """Where AlgopackMissingIntervals holds in one exposition, term by term:
+
+        algopack_missing_run_intervals{endpoint!~"hi2|futoi"} > 0
+          and on(market) algopack_session_checking == 1
+          unless on(market, endpoint) algopack_up == 0
+
+    One alert per series, i.e. per (market, endpoint, since). Its buckets are the run's holes
+    that the description lists: the holes from the one labelled `since` onward (sorted, at
+    most `listed`), of which the run is the first `value` (the run's holes are consecutive
+    among the pair's holes). A missing `since` series makes the template's scalar() NaN and
+    the list empty, as in Prometheus.
+    """
+    checking = {dict(k)["market"]: v for k, v in s.get("algopack_session_checking", {}).items()}
+    up = {(dict(k)["market"], dict(k)["endpoint"]): v for k, v in s.get("algopack_up", {}).items()}
+    holes: dict[Pair, dict[str, float]] = {}
+    for labels, value in s.get("algopack_missing_interval_timestamp_seconds", {}).items():
+        d = dict(labels)
+        holes.setdefault((d["market"], d["endpoint"]), {})[d["interval"]] = value
+    out: dict[AlertKey, frozenset[float]] = {}
+    for labels, value in s.get("algopack_missing_run_intervals", {}).items():
+        d = dict(labels)
+        pair = (d["market"], d["endpoint"])
+        # `unless ... algopack_up == 0`: only a sample equal to 0 removes it (NaN is not 0).
+        if pair[1] in HOLES_EXCLUDED or not value > 0 or checking.get(pair[0]) != 1 or up.get(pair) == 0:
+            continue
+        pair_holes = holes.get(pair, {})
+        start = pair_holes.get(d["since"])
+        text = [] if start is None else sorted(h for h in pair_holes.values() if h >= start)[:listed]
+        out[(MISSING, pair, d["since"])] = frozenset(text[:int(value)])
+    return out
 
 
 def write_config(workdir: Path, iss_url: str) -> Path:
@@ -71,19 +109,19 @@ class OurRun:
 
     # ---- rules ------------------------------------------------------------------------
 
-    def samples(self) -> dict[str, dict[tuple, float]]:
-        out: dict[str, dict[tuple, float]] = {}
+    def samples(self) -> Samples:
+        out: Samples = {}
         for family in self.app.collector.collect():
             for sample in family.samples:
                 out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
         return out
 
-    def expressions(self) -> dict[tuple[str, Pair], frozenset[float]]:
+    def expressions(self) -> dict[AlertKey, frozenset[float]]:
         """Where the expressions of AlgopackMissingIntervals and AlgopackDataDelayed hold now.
 
-        Mirrors prometheus/rules/algopack.yml term by term; the evidence is what the message
-        names: the holes the description lists (sorted, at most LISTED_HOLES), or for the lag
-        alert every due bucket after the newest row.
+        Mirrors prometheus/rules/algopack.yml term by term on the real collector's output; the
+        evidence is what the message names: the run's holes (missing_interval_alerts), or for
+        the lag alert every due bucket after the newest row.
         """
         s = self.samples()
         now = self.clock.now()
@@ -93,32 +131,22 @@ class OurRun:
             return {(dict(k)["market"], dict(k)["endpoint"]): v for k, v in s.get(name, {}).items()}
 
         open_ = {dict(k)["market"]: v for k, v in s["algopack_session_open"].items()}
-        checking = {dict(k)["market"]: v for k, v in s["algopack_session_checking"].items()}
         elapsed = {dict(k)["market"]: v for k, v in s["algopack_session_elapsed_seconds"].items()}
         threshold = next(iter(s["algopack_delay_threshold_seconds"].values()))
         up = by_pair("algopack_up")          # `unless on(market, endpoint) algopack_up == 0` (NaN is not 0)
-        holes: dict[Pair, set[float]] = {}
-        for labels, value in s.get("algopack_missing_interval_timestamp_seconds", {}).items():
-            d = dict(labels)
-            holes.setdefault((d["market"], d["endpoint"]), set()).add(value)
         last_tradetime = by_pair("algopack_last_tradetime_timestamp_seconds")
-        out: dict[tuple[str, Pair], frozenset[float]] = {}
-        for pair, value in by_pair("algopack_missing_intervals_recent").items():
-            if (pair[1] not in HOLES_EXCLUDED and value > 0 and checking.get(pair[0]) == 1
-                    and up.get(pair) != 0):
-                listed = sorted(holes.get(pair, ()))[:scenario.LISTED_HOLES]
-                out[("AlgopackMissingIntervals", pair)] = frozenset(listed)
+        out = missing_interval_alerts(s)
         for pair, value in by_pair("algopack_lag_seconds").items():
             if (pair[1] != "hi2" and value > threshold and open_.get(pair[0]) == 1
                     and elapsed.get(pair[0], 0) > 600 and up.get(pair) != 0):
                 newest = last_tradetime.get(pair)
                 due = [b.timestamp() for b in calendar.expected_buckets(pair[0], now.date())
                        if b < now and (newest is None or newest != newest or b.timestamp() > newest)]
-                out[("AlgopackDataDelayed", pair)] = frozenset(due)
+                out[(DELAYED, pair, "")] = frozenset(due)
         self.evaluations += 1
         return out
 
-    def firing(self) -> dict[tuple[str, Pair], frozenset[float]]:
+    def firing(self) -> dict[AlertKey, frozenset[float]]:
         """One rule evaluation: the expressions, then their `for:` (pending -> firing)."""
         return self.holds.step(self.clock.timestamp(), self.expressions())
 
