@@ -30,14 +30,9 @@ from exporter.calendar import parse_calendar_text
 from exporter.clock import MSK
 from exporter.config import PollConfig
 
-CALENDAR = parse_calendar_text("""
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-""")
+from ..calendars import BASE_CALENDAR
+
+CALENDAR = parse_calendar_text(BASE_CALENDAR)
 DAY = date(2026, 11, 25)
 
 

@@ -15,21 +15,16 @@ from bot.report import caption, statistics
 from exporter.calendar import parse_calendar_text
 from exporter.clock import MSK, ManualClock
 
+from ..calendars import calendar_text
+
 TODAY = date(2026, 11, 25)  # a Wednesday
 
-CALENDAR = """
-timezone: Europe/Moscow
-weekend_default: holiday
-markets:
-  eq: {sessions: [["10:00", "18:40"], ["19:05", "23:50"]]}
-  fx: {sessions: [["07:00", "19:00"]]}
-  fo: {sessions: [["09:00", "23:50"]]}
-days:
+CALENDAR = calendar_text("""
   2026-11-04: holiday
   2026-11-28: {status: working, markets: {eq: {sessions: [["10:00", "19:00"]]}, fo: {}}, source: iss,
                reason: "weekend session"}
   2026-12-31: {status: holiday, source: iss}
-"""
+""")
 
 
 @pytest.fixture()
