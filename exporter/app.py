@@ -12,6 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 from .calendar import CalendarStore
 from .clock import Clock
 from .collector import AlgopackCollector
+from .config import split_listen_address
 from .http import ExporterHTTPServer
 from .iss import IssClient, IssStats
 from .poller import Poller
@@ -21,11 +22,6 @@ from .state import StateStore
 log = logging.getLogger("exporter")
 
 READY_AFTER_SECONDS = 60.0  # real seconds; ready anyway if ISS is slow to answer the first polls
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 class ExporterApp:
@@ -57,7 +53,8 @@ class ExporterApp:
     def start(self, listen_address: str) -> None:
         self.calendars.on_reload.append(self._calendar_changed)
         self.calendars.start_watching(self.config.calendar.reload_interval_seconds)
-        self.http = ExporterHTTPServer(split_address(listen_address), self.registry, self.scheduler.jobs,
+        host, port = split_listen_address(listen_address)
+        self.http = ExporterHTTPServer((host or "127.0.0.1", port), self.registry, self.scheduler.jobs,
                                        self.ready)
         self.http.start()
         self._started = time.monotonic()

@@ -64,12 +64,6 @@ def newest(rows: Rows) -> tuple[float, float] | None:
     return last_bucket, systime
 
 
-def missing_buckets(due: Iterable[datetime], seen: Iterable[float]) -> list[datetime]:
-    """Due bucket ends that no row carries."""
-    seen_set = {round(ts) for ts in seen}
-    return [bucket for bucket in due if round(bucket.timestamp()) not in seen_set]
-
-
 def missing_runs(due: Iterable[datetime], seen: Iterable[float]) -> list[list[datetime]]:
     """Holes grouped into runs of consecutive due buckets (no arrived bucket between them):
     a stopped feed is one run that grows; a hole after data came back starts a new run."""
@@ -138,7 +132,3 @@ def most_liquid(frame: pd.DataFrame, value_column: str = "val") -> str | None:
     if totals.empty or totals.max() <= 0:
         return None
     return str(totals.idxmax())
-
-
-def hhmm(ts: float) -> str:
-    return datetime.fromtimestamp(ts, MSK).strftime("%H:%M")

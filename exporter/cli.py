@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _terminate)
     try:
         app.start(args.listen_address or config.web.listen_address)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"cannot listen on {args.listen_address or config.web.listen_address}: {exc}", file=sys.stderr)
         app.stop()
         return 2

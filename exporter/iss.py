@@ -278,10 +278,6 @@ class IssClient:
         return IssResult(frame=frame, total=total, pages=pages, bytes=nbytes, status=status,
                          truncated=truncated)
 
-    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """One JSON answer as is (no paging, no block handling)."""
-        return self._get_json(path, dict(params or {}))[0]
-
     # ------------------------------------------------------------------ internals
 
     def _url(self, path: str) -> str:

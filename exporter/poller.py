@@ -141,12 +141,12 @@ class Poller:
     def _poll_rows(self, state: PairState, today: date) -> PairState:
         start = max(state.rows_seen - 1, 0)
         frame = self._fetch_rows(state, today, start)
-        rows = self._rows(frame)
+        rows = self._checked(checks.rows_from_frame, frame)
         if state.rows_seen > 0 and (rows.empty or abs(rows.buckets[0] - (state.last_row_bucket or -1)) > 0.5):
             # The row we saw last is not where we left it: ISS reloaded or reordered the day.
             log.info("re-reading day market=%s endpoint=%s reason=overlap-mismatch", state.market, state.endpoint)
             frame = self._fetch_rows(state, today, 0)
-            rows = self._rows(frame)
+            rows = self._checked(checks.rows_from_frame, frame)
             if rows.empty:
                 # Rows we already saw today vanished: a bad answer, not a day without data.
                 raise IssError("parse", f"no rows for {today} after {state.rows_seen} were seen")
@@ -165,13 +165,6 @@ class Poller:
                             publish_delay_seconds=systime - bucket)
         return state
 
-    @staticmethod
-    def _rows(frame: pd.DataFrame) -> checks.Rows:
-        try:
-            return checks.rows_from_frame(frame)
-        except checks.RowsError as exc:
-            raise IssError("parse", str(exc)) from exc
-
     def _poll_hi2(self, state: PairState, today: date) -> PairState:
         path = ALGOPACK.format(market=state.market, dataset="hi2") + f"/{state.probe}.json"
         result = self.client.get_block(path, {"from": _day(today), "till": _day(today)},
@@ -185,7 +178,7 @@ class Poller:
         path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
         result = self.client.get_block(path, {"date": _day(today), "latest": 1}, required_columns=SECID_COLUMNS,
                                        columns=SECID_COLUMNS, all_pages=True)
-        newest = self._secids(checks.newest_interval_secids, result.frame)
+        newest = self._checked(checks.newest_interval_secids, result.frame)
         if newest is None:
             return state
         interval, count = newest
@@ -198,14 +191,15 @@ class Poller:
         path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
         result = self.client.get_block(path, {"date": _day(prev)}, required_columns=SECID_COLUMNS,
                                        columns=SECID_COLUMNS, all_pages=True, max_pages=2000)
-        maximum = self._secids(checks.max_secids_per_interval, result.frame)
+        maximum = self._checked(checks.max_secids_per_interval, result.frame)
         log.info("previous day obstats max market=%s day=%s secids=%d", state.market, prev, maximum)
         return replace(state, prev_day=prev, prev_day_max=maximum)
 
     @staticmethod
-    def _secids(fn, frame: pd.DataFrame):
+    def _checked(check, frame: pd.DataFrame):
+        """Run a pure check on ISS rows; rows it cannot interpret are a parse error of the poll."""
         try:
-            return fn(frame)
+            return check(frame)
         except checks.RowsError as exc:
             raise IssError("parse", str(exc)) from exc
 
@@ -234,7 +228,7 @@ class Poller:
             for day, params in ((prev, {"date": _day(prev)}), (today, {"date": _day(today), "latest": 1})):
                 result = self.client.get_block(path, params, required_columns=("secid", "val"),
                                                columns=("secid", "val"), all_pages=True, max_pages=2000)
-                secid = self._secids(checks.most_liquid, result.frame)
+                secid = self._checked(checks.most_liquid, result.frame)
                 if secid:
                     log.info("probe chosen market=%s secid=%s by=tradestats-val day=%s", market, secid, day)
                     break

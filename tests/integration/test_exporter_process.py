@@ -98,3 +98,10 @@ def test_serving_process_with_passport_auth_never_leaks_secrets(tmp_path):
     finally:
         proc.stop()
         iss.stop()
+
+
+def test_bad_listen_address_exits_clearly(tmp_path):
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    result = run_exporter(f"--config.file={cfg}", "--web.listen-address=localhost")
+    assert result.returncode == 2
+    assert "cannot listen on localhost" in result.stderr and "host:port" in result.stderr

@@ -40,7 +40,7 @@ def test_bad_time_values_are_a_rows_error_not_a_crash():
 def test_missing_buckets_and_lag():
     due = [datetime(2026, 11, 25, 10, m, tzinfo=MSK) for m in (5, 10, 15)]
     seen = [due[0].timestamp(), due[2].timestamp()]
-    assert checks.missing_buckets(due, seen) == [due[1]]
+    assert checks.missing_runs(due, seen) == [[due[1]]]
     assert checks.lag_seconds(1000.0, 900.0, 500.0, True) == 100.0
     assert checks.lag_seconds(1000.0, None, 500.0, True) == 500.0   # nothing today: since session start
     assert checks.lag_seconds(1000.0, 100.0, 500.0, True) == 500.0  # yesterday's systime does not count
