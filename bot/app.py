@@ -31,8 +31,8 @@ from bot.access import AccessPolicy
 from bot.digest import build_digest, digest_markets, png_reports, render_digest
 from bot.ops import Alert, Alertmanager, OpsError, Prometheus, Silence
 from bot.report import build_report
-from exporter.calendar import MARKETS, Calendar, load_calendar
-from exporter.calendar_edit import toggle_day
+from exporter.calendar import MARKETS, Calendar, CalendarError, load_calendar
+from exporter.calendar_edit import CalendarReadOnly, toggle_day
 from exporter.calendar_sync import SyncError, SyncResult, sync_calendar
 from exporter.clock import MSK, Clock, clock_from_env
 
@@ -163,6 +163,33 @@ async def cmd_info(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 # --------------------------------------------------------------------- calendar
 
+def calendar_problem(exc: Exception, path: Path | str) -> str:
+    """A clear Russian sentence for a calendar that cannot be read or written (plain text;
+    the caller escapes it for HTML). Never longer than ~600 characters."""
+    where = str(path)
+    if len(where) > 120:
+        where = "…" + where[-119:]
+    message = str(exc)
+    if isinstance(exc, CalendarReadOnly):
+        return texts.CAL_READ_ONLY.format(path=where)
+    if isinstance(exc, FileNotFoundError) or "No such file" in message:
+        return texts.CAL_MISSING.format(path=where)
+    detail = message.replace(str(path), "").lstrip(": ")
+    if len(detail) > 300:
+        detail = detail[:299] + "…"
+    if "not UTF-8" in message:
+        return texts.CAL_NOT_UTF8.format(path=where, error=detail)
+    return texts.CAL_UNREADABLE.format(path=where, error=detail)
+
+
+async def _calendar_or_problem(state: BotState) -> tuple[Calendar | None, str | None]:
+    try:
+        return await asyncio.to_thread(state.calendar), None
+    except (CalendarError, OSError) as exc:
+        log.warning("event=calendar_unreadable path=%s error=%r", state.calendar_path, str(exc)[:300])
+        return None, calendar_problem(exc, state.calendar_path)
+
+
 def _parse_month_arg(args: list[str], today: date) -> tuple[int, int] | int | None:
     """`/calendar` → this month; `/calendar 2026` → that year; `/calendar 2026-11` → that month."""
     if not args:
@@ -188,7 +215,10 @@ async def cmd_calendar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if isinstance(target, int):
         text, markup = calendar_ui.render_months(target, today)
     else:
-        cal = await asyncio.to_thread(state.calendar)
+        cal, problem = await _calendar_or_problem(state)
+        if cal is None:
+            await update.effective_message.reply_text(problem)
+            return
         text, markup = calendar_ui.render_month(cal, target[0], target[1], today)
     await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
 
@@ -235,7 +265,11 @@ async def _calendar_sync(update: Update, context: ContextTypes.DEFAULT_TYPE, sta
     try:
         result = await asyncio.to_thread(_run_sync, state, date_from, date_till)
     except (SyncError, OSError, ValueError) as exc:  # CalendarError is a ValueError
-        log.warning("event=calendar_sync_failed source=bot user_id=%s error=%r", user.id if user else None, str(exc))
+        log.warning("event=calendar_sync_failed source=bot user_id=%s error=%r", user.id if user else None,
+                    str(exc)[:300])
+        if isinstance(exc, CalendarReadOnly) or isinstance(exc.__cause__, CalendarReadOnly):
+            await message.reply_text(calendar_problem(CalendarReadOnly(str(exc)), state.calendar_path))
+            return
         await message.reply_text(texts.CAL_SYNC_FAILED.format(error=texts.esc(str(exc)[:1500])),
                                  parse_mode=ParseMode.HTML)
         return
@@ -259,8 +293,11 @@ async def _on_calendar(query: CallbackQuery, action: callbacks.Action, state: Bo
         await _edit(query, *calendar_ui.render_months(action.year, today))
         return
     if action.kind == "month":
+        cal, problem = await _calendar_or_problem(state)
+        if cal is None:
+            await query.answer(problem[:200], show_alert=True)
+            return
         await query.answer()
-        cal = await asyncio.to_thread(state.calendar)
         await _edit(query, *calendar_ui.render_month(cal, action.year, action.month, today))
         return
     # toggle
@@ -271,14 +308,21 @@ async def _on_calendar(query: CallbackQuery, action: callbacks.Action, state: Bo
     actor = actor_name(user)
     try:
         old, new = await asyncio.to_thread(toggle_day, str(state.calendar_path), action.day, actor)
-    except (OSError, ValueError) as exc:  # CalendarError is a ValueError
-        log.error("event=calendar_write_failed day=%s error=%r", action.day, str(exc))
-        await query.answer(texts.CAL_WRITE_FAILED.format(error=str(exc))[:200], show_alert=True)
+    except (OSError, CalendarError) as exc:
+        log.error("event=calendar_write_failed day=%s error=%r", action.day, str(exc)[:300])
+        if isinstance(exc, CalendarReadOnly) or isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
+            text = calendar_problem(exc, state.calendar_path)
+        else:
+            text = texts.CAL_WRITE_FAILED.format(error=str(exc))
+        await query.answer(text[:200], show_alert=True)
         return
     log.info("event=calendar_toggled day=%s old=%s new=%s user_id=%s", action.day, old, new,
              user.id if user else None)
     await query.answer(texts.CAL_TOGGLED_ANSWER.format(day=f"{action.day:%d.%m.%Y}", new=texts.STATUS[new]))
-    cal = await asyncio.to_thread(state.calendar)
+    cal, problem = await _calendar_or_problem(state)
+    if cal is None:  # changed on disk right after our write
+        await _edit(query, texts.esc(problem), None)
+        return
     note = texts.CAL_CHANGED.format(actor=texts.esc(actor), day=calendar_ui.fmt_day(action.day),
                                     old=texts.STATUS[old], new=texts.STATUS[new])
     note += "\n" + calendar_ui.day_line(cal, action.day)
@@ -350,7 +394,10 @@ def render_status(state: BotState, cal: Calendar, now: datetime, lag: dict | Non
 async def cmd_status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     state = _state(context)
     now = state.clock.now()
-    cal = await asyncio.to_thread(state.calendar)
+    cal, problem = await _calendar_or_problem(state)
+    if cal is None:
+        await update.effective_message.reply_text(problem)
+        return
     lag = systime = None
     prom_error = am_error = None
     alerts = None
@@ -597,7 +644,10 @@ async def cmd_digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     markets, day = parsed
     requested = markets if any(arg.strip().lower() in state.markets for arg in args) else None
-    cal = await asyncio.to_thread(state.calendar)
+    cal, problem = await _calendar_or_problem(state)
+    if cal is None:
+        await update.effective_message.reply_text(problem)
+        return
     working = [m for m in state.markets if cal.is_working_day(day, m)]
     await context.bot.send_chat_action(update.effective_chat.id, ChatAction.UPLOAD_PHOTO)
     await send_digest(context.bot, state, update.effective_chat.id,

@@ -86,6 +86,13 @@ CAL_SESSIONS = " ({sessions})"
 CAL_ONLY_MARKETS = "торгуют: {markets}"
 CAL_CHANGED = "✅ {actor}: {day} {old} → {new}"
 CAL_WRITE_FAILED = "⚠️ Не удалось записать календарь: {error}"
+CAL_MISSING = ("⚠️ Файл календаря не найден: {path}. Восстановите его (или запустите calendar-sync); "
+               "до тех пор экспортер работает по последней загруженной версии.")
+CAL_NOT_UTF8 = "⚠️ Файл календаря {path} не в кодировке UTF-8 — сохраните его как UTF-8. {error}"
+CAL_UNREADABLE = ("⚠️ Календарь {path} не читается, экспортер работает по последней исправной версии. "
+                  "Причина: {error}")
+CAL_READ_ONLY = ("🔒 Календарь здесь только для чтения: {path} лежит в каталоге без права записи "
+                 "(например, ConfigMap). Измените его в источнике — из бота его не поменять.")
 CAL_BACK_YEARS = "⬆ Годы"
 CAL_BACK_MONTHS = "⬆ {year}"
 CAL_TOGGLED_ANSWER = "{day}: {new}"

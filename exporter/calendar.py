@@ -49,6 +49,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from exporter.yamlsafe import YamlBombError, check_expansion, short
+
 log = logging.getLogger(__name__)
 
 MARKETS = ("eq", "fx", "fo")
@@ -276,15 +278,22 @@ def _expect_mapping(value: object, path: str, allowed: tuple[str, ...]) -> Mappi
         raise _fail(path or "calendar", f"must be a mapping, got {_describe(value)}")
     for key in value:
         if key not in allowed:
-            raise _fail(f"{path}.{key}" if path else str(key),
+            raise _fail(f"{path}.{_key(key)}" if path else _key(key),
                         f"unknown key; allowed: {', '.join(allowed)}")
     return value
 
 
 def _describe(value: object) -> str:
+    """Type and a bounded repr (never the whole value: it may be huge)."""
     if value is None:
         return "nothing (null)"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {short(value)}"
+
+
+def _key(key: object) -> str:
+    """A mapping key for a key path in an error, at most 80 characters."""
+    text = str(key) if isinstance(key, str | date | int) else short(key)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _parse_hhmm(value: object, path: str) -> time:
@@ -294,7 +303,7 @@ def _parse_hhmm(value: object, path: str) -> time:
         raise _fail(path, f'must be a "HH:MM" string, got {_describe(value)}')
     match = _HHMM.match(value)
     if not match:
-        raise _fail(path, f'{value!r} is not a time "HH:MM" between 00:00 and 23:59')
+        raise _fail(path, f'{short(value)} is not a time "HH:MM" between 00:00 and 23:59')
     return time(int(match.group(1)), int(match.group(2)))
 
 
@@ -339,30 +348,30 @@ def _parse_market_block(value: object, path: str, required: bool) -> SessionTime
 
 def _parse_day_key(key: object) -> date:
     if isinstance(key, datetime):
-        raise _fail(f"days.{key}", "must be a date YYYY-MM-DD without a time")
+        raise _fail(f"days.{_key(key)}", "must be a date YYYY-MM-DD without a time")
     if isinstance(key, date):
         return key
     if isinstance(key, str):
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", key):
-            raise _fail(f"days.{key}", "must be a date YYYY-MM-DD")
+            raise _fail(f"days.{_key(key)}", "must be a date YYYY-MM-DD")
         try:
             return date.fromisoformat(key)
         except ValueError:
-            raise _fail(f"days.{key}", "not a valid date") from None
-    raise _fail(f"days.{key}", f"must be a date YYYY-MM-DD, got {_describe(key)}")
+            raise _fail(f"days.{_key(key)}", "not a valid date") from None
+    raise _fail(f"days.{_key(key)}", f"must be a date YYYY-MM-DD, got {_describe(key)}")
 
 
 def _parse_day(value: object, path: str) -> DayOverride:
     if isinstance(value, str):
         if value not in STATUSES:
-            raise _fail(path, f"{value!r} is not a status; use working or holiday")
+            raise _fail(path, f"{short(value)} is not a status; use working or holiday")
         return DayOverride(status=value)
     entry = _expect_mapping(value, path, ("status", "markets", "source", "reason"))
     if "status" not in entry:
         raise _fail(f"{path}.status", "required (working or holiday)")
     status = entry["status"]
     if status not in STATUSES:
-        raise _fail(f"{path}.status", f"{status!r} is not a status; use working or holiday")
+        raise _fail(f"{path}.status", f"{short(status)} is not a status; use working or holiday")
     markets: dict[str, SessionTimes | None] | None = None
     if entry.get("markets") is not None:
         block = _expect_mapping(entry["markets"], f"{path}.markets", MARKETS)
@@ -374,7 +383,7 @@ def _parse_day(value: object, path: str) -> DayOverride:
     if source is None:
         source = "manual"
     if source not in SOURCES:
-        raise _fail(f"{path}.source", f"{source!r} is not a source; use {' or '.join(SOURCES)}")
+        raise _fail(f"{path}.source", f"{short(source)} is not a source; use {' or '.join(SOURCES)}")
     reason = entry.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise _fail(f"{path}.reason", f"must be text, got {_describe(reason)}")
@@ -393,11 +402,11 @@ def parse_calendar(data: object) -> Calendar:
     try:
         zone = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _fail("timezone", f"{tz_name!r} is not a known time zone") from None
+        raise _fail("timezone", f"{short(tz_name)} is not a known time zone") from None
 
     weekend_default = top.get("weekend_default", "holiday")
     if weekend_default not in STATUSES:
-        raise _fail("weekend_default", f"{weekend_default!r} is not valid; use working or holiday")
+        raise _fail("weekend_default", f"{short(weekend_default)} is not valid; use working or holiday")
 
     if "markets" not in top:
         raise _fail("markets", f"required (sessions for {', '.join(MARKETS)})")
@@ -453,12 +462,23 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def parse_calendar_text(text: str, origin: str = "calendar") -> Calendar:
-    """Parse YAML text exactly as the exporter reads the file."""
+    """Parse YAML text exactly as the exporter reads the file. Aliases that expand beyond
+    a small bound are refused before anything is built (exporter/yamlsafe.py)."""
+    try:
+        check_expansion(text, origin)
+    except YamlBombError as exc:
+        raise CalendarError(str(exc)) from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise CalendarError(f"{origin}: not valid YAML: {exc}") from None
+        raise CalendarError(f"{origin}: not valid YAML: {_yaml_problem(exc)}") from None
     return parse_calendar(data)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's message, bounded (it may quote a piece of the document)."""
+    text = str(exc)
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def load_calendar(path: str) -> Calendar:
@@ -468,8 +488,8 @@ def load_calendar(path: str) -> Calendar:
             text = handle.read()
     except OSError as exc:
         raise CalendarError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise CalendarError(f"{path}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise CalendarError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     return parse_calendar_text(text, origin=path)
 
 
@@ -514,9 +534,9 @@ class CalendarStore:
             raise CalendarError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         try:
             text = raw.decode("utf-8")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
             self._signature = signature
-            raise CalendarError(f"{self.path}: not UTF-8 text") from None
+            raise CalendarError(f"{self.path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
         try:
             return parse_calendar_text(text, origin=self.path), signature
         except CalendarError:

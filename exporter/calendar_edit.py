@@ -12,10 +12,18 @@ the calendar itself is replaced by rename), reads the file with ruamel.yaml roun
 the exporter will read it (PyYAML + `parse_calendar`), then writes a temp file in the same
 directory, fsyncs it and renames it over the original. An invalid result raises
 CalendarError and leaves the file byte-identical.
+
+A symlinked calendar (a ConfigMap mount: `calendar.yml -> ..data/calendar.yml`) is
+written through: the temp file goes into the directory of the symlink's resolved target
+and is renamed over that target, so the symlink itself stays and is never replaced by a
+file. When that directory (or the lock's) is read-only, `CalendarReadOnly` is raised
+before anything changes. Aliases that expand beyond a small bound are refused before
+ruamel builds the document (exporter/yamlsafe.py).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
@@ -33,6 +41,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from exporter.calendar import MARKETS, SOURCES, STATUSES, Calendar, CalendarError, parse_calendar_text
+from exporter.yamlsafe import YamlBombError, check_expansion
 
 T = TypeVar("T")
 
@@ -48,10 +57,33 @@ def _yaml() -> YAML:
     return yaml
 
 
+_READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class CalendarReadOnly(CalendarError):
+    """The calendar cannot be written here (read-only directory, e.g. a ConfigMap)."""
+
+
+def _read_only(path: str, where: str, exc: OSError) -> CalendarReadOnly:
+    return CalendarReadOnly(f"{path}: the calendar is read-only here ({where}: {exc.strerror or exc}); "
+                            "change it where it comes from (e.g. the ConfigMap)")
+
+
 @contextmanager
-def _locked(path: str):
+def _locked(path: str, required: bool = True):
+    """Exclusive lock on `<path>.lock`. required=False (a dry run) goes on without the
+    lock when it cannot be created in a read-only directory."""
     lock_path = f"{path}.lock"
-    with open(lock_path, "a+b") as lock_file:
+    try:
+        lock_file = open(lock_path, "a+b")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        if exc.errno not in _READ_ONLY_ERRNOS:
+            raise
+        if required:
+            raise _read_only(path, f"cannot create {os.path.basename(lock_path)}", exc) from None
+        yield
+        return
+    with lock_file:
         fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -59,20 +91,31 @@ def _locked(path: str):
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
+def write_target(path: str) -> str:
+    """The file a write of `path` replaces: the resolved target of a symlink (chain)."""
+    return os.path.realpath(path)
+
+
 def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
+    target = write_target(path)  # never rename over the symlink itself
+    directory = os.path.dirname(target)
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        if exc.errno in _READ_ONLY_ERRNOS:
+            raise _read_only(path, f"cannot write in {directory}", exc) from None
+        raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_path, mode)
-        os.replace(tmp_path, path)
+        os.replace(tmp_path, target)
     except BaseException:
         try:
             os.unlink(tmp_path)
@@ -105,17 +148,24 @@ def apply_edit(path: str, mutate: Callable[[CommentedMap], T], *, write: bool = 
     """`edit_calendar` that also returns the text before and after (for diffs); with
     write=False the validated result is computed under the lock but not written."""
     path = os.fspath(path)
-    with _locked(path):
+    with _locked(path, required=write):
         try:
             with open(path, encoding="utf-8") as handle:
                 original = handle.read()
         except OSError as exc:
             raise CalendarError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CalendarError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        try:
+            check_expansion(original, path)
+        except YamlBombError as exc:
+            raise CalendarError(str(exc)) from None
         yaml = _yaml()
         try:
             doc = yaml.load(original)
         except (YAMLError, ValueError) as exc:
-            raise CalendarError(f"{path}: not valid YAML: {exc}") from None
+            problem = str(exc)
+            raise CalendarError(f"{path}: not valid YAML: {problem[:400]}") from None
         if not isinstance(doc, CommentedMap):
             raise CalendarError(f"{path}: the calendar must be a mapping")
         result = mutate(doc)
@@ -292,8 +342,19 @@ def make_entry(status: str, *, markets: object = None, source: str = "manual",
     return entry
 
 
+# What may not go into a one-line YAML comment: every line break YAML or Python knows
+# (\n \r \v \f \x1c-\x1e \x85 U+2028 U+2029), every other character a YAML stream may not
+# hold (controls, lone surrogates, U+FFFE/U+FFFF), and "#".
+_NOT_IN_COMMENT = re.compile("[^\x09\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029#\t]")
+
+
+def clean_comment_text(text: str, limit: int = 80) -> str:
+    """`text` made safe for a one-line YAML comment."""
+    return re.sub(r" {2,}", " ", _NOT_IN_COMMENT.sub(" ", str(text))).strip()[:limit].strip()
+
+
 def _actor_comment(actor: str) -> str:
-    clean = re.sub(r"[\r\n#]+", " ", str(actor)).strip()[:80]
+    clean = clean_comment_text(actor)
     return f"set by {clean}" if clean else "set manually"
 
 
@@ -384,5 +445,5 @@ def day_info(calendar: Calendar, day: date) -> dict:
     }
 
 
-__all__ = ["EditOutcome", "apply_edit", "day_info", "dump_document", "edit_calendar", "effective_status", "make_entry", "markets_node", "put_day",
+__all__ = ["CalendarReadOnly", "EditOutcome", "clean_comment_text", "write_target", "apply_edit", "day_info", "dump_document", "edit_calendar", "effective_status", "make_entry", "markets_node", "put_day",
            "remove_day", "set_day", "toggle_day", "find_day_key", "days_map", "entry_source", "entry_status"]

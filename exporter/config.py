@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from exporter import __version__
+from exporter.yamlsafe import YamlBombError, check_expansion, short
 
 MARKETS = ("eq", "fx", "fo")
 ENDPOINTS = ("tradestats", "orderstats", "obstats", "hi2", "futoi")
@@ -33,6 +34,10 @@ ENV_API_KEY = "MOEX_API_KEY"
 
 DEFAULT_ISS_URL = "https://iss.moex.com"
 DEFAULT_APIM_URL = "https://apim.moex.com"
+ISS_HOST = "iss.moex.com"      # passport cookie (iss-api.md §1, §11 "hosts")
+APIM_HOST = "apim.moex.com"    # API key as Bearer (iss-api.md §1, §11 "hosts")
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+_MAX_ERROR_CHARS = 300
 AUTH_MODES = ("none", "passport", "apikey")
 
 # Which environment variable holds the secret a misplaced YAML key looks like.
@@ -65,7 +70,8 @@ class IssConfig:
     base_url: str = DEFAULT_ISS_URL
     auth: str = "none"
     passport_url: str = "https://passport.moex.com/authenticate"
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = 10.0  # the whole request: connect, headers and body together
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # per answer, on the wire and unpacked
     retries: int = 2
     backoff_seconds: float = 0.5
     user_agent: str = f"algopack-monitor/{__version__}"
@@ -211,7 +217,8 @@ def split_listen_address(address: str) -> tuple[str, int]:
 
 
 _SCHEMA: dict[str, Any] = {
-    "iss": {"base_url", "auth", "passport_url", "timeout_seconds", "retries", "backoff_seconds", "user_agent"},
+    "iss": {"base_url", "auth", "passport_url", "timeout_seconds", "max_response_bytes", "retries",
+            "backoff_seconds", "user_agent"},
     "calendar": {"file", "reload_interval_seconds", "sync"},
     "poll": {"interval_seconds", "publish_offset_seconds", "publish_grace_seconds", "missing_window_seconds",
              "max_workers"},
@@ -238,8 +245,11 @@ class _Checker:
 
     def error(self, path: str, reason: str) -> None:
         source = self.env_sources.get(path)
+        if len(path) > 120:  # a key path is built from the file's keys: bound it
+            path = path[:117] + "..."
         where = f"{path} (env {source})" if source else path
-        self.errors.append(f"{where}: {reason}")
+        line = f"{where}: {reason}"
+        self.errors.append(line if len(line) <= _MAX_ERROR_CHARS else line[:_MAX_ERROR_CHARS - 3] + "...")
 
 
 def _secret_env_for(key: str) -> str | None:
@@ -330,7 +340,7 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], checker: _Checke
         try:
             put(section, key, _parse_duration(text, "m"), name)
         except ValueError as exc:
-            checker.errors.append(f"{path} (env {name}): {text!r}: {exc}")
+            checker.errors.append(f"{path} (env {name}): {short(text)}: {exc}")
     for name, section in (("TELEGRAM_API_URL", "telegram"), ("PROMETHEUS_URL", "prometheus"),
                           ("ALERTMANAGER_URL", "alertmanager"), ("GRAFANA_URL", "grafana")):
         text = env(name)
@@ -422,16 +432,29 @@ def _read_iss(raw: Mapping[str, Any], environ: Mapping[str, str], checker: _Chec
     r = _Reader(checker, "iss", _section(raw, "iss"))
     auth = r.values.get("auth", "none")
     if auth not in AUTH_MODES:
-        checker.error("iss.auth", f"must be one of {', '.join(AUTH_MODES)} (got {auth!r})")
+        checker.error("iss.auth", f"must be one of {', '.join(AUTH_MODES)} (got {short(auth)})")
         auth = "none"
+    # The host follows the auth mode unless base_url is set (iss-api.md §11 "hosts").
     default_base = DEFAULT_APIM_URL if auth == "apikey" else DEFAULT_ISS_URL
     secrets = {name: (environ.get(name) or "").strip() or None
                for name in (ENV_PASSPORT_LOGIN, ENV_PASSPORT_PASSWORD, ENV_API_KEY)}
+    base_url = r.url("base_url", default_base)
+    host = (urlsplit(base_url).hostname or "").lower()
+    if auth == "apikey" and host == ISS_HOST:
+        checker.error("iss.base_url", f"iss.auth=apikey sends the API key to {ISS_HOST}, which takes only the "
+                      f"passport cookie: use base_url {DEFAULT_APIM_URL} (or leave iss.base_url unset), "
+                      "or iss.auth=passport")
+    elif auth == "passport" and host == APIM_HOST:
+        checker.error("iss.base_url", f"iss.auth=passport sends the passport cookie to {APIM_HOST}, which takes "
+                      f"only the API key: use base_url {DEFAULT_ISS_URL} (or leave iss.base_url unset), "
+                      "or iss.auth=apikey")
+    max_bytes = int(r.number("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, integer=True))
     return IssConfig(
-        base_url=r.url("base_url", default_base),
+        base_url=base_url,
         auth=auth,
         passport_url=r.url("passport_url", IssConfig.passport_url),
         timeout_seconds=r.number("timeout_seconds", IssConfig.timeout_seconds),
+        max_response_bytes=max_bytes,
         retries=int(r.number("retries", IssConfig.retries, strict=False, integer=True)),
         backoff_seconds=r.number("backoff_seconds", IssConfig.backoff_seconds, strict=False),
         user_agent=r.string("user_agent", IssConfig.user_agent) or IssConfig.user_agent,
@@ -528,7 +551,7 @@ def _read_endpoints(values: Mapping[str, Any], market: str, path: str, default: 
     for index, item in enumerate(items):
         where = f"{path}.endpoints[{index}]"
         if item not in ENDPOINTS:
-            checker.error(where, f"{item!r} is not one of {', '.join(ENDPOINTS)}")
+            checker.error(where, f"{short(item)} is not one of {', '.join(ENDPOINTS)}")
         elif item == "futoi" and market != "fo":
             checker.error(where, "futoi exists only for the fo market")
         elif item in result:
@@ -586,16 +609,29 @@ def _read_telegram(raw: Mapping[str, Any], environ: Mapping[str, str], checker: 
 
 def _read_file(path: Path, checker: _Checker) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         checker.errors.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        checker.errors.append(f"{path}: not UTF-8 text (line {line}, byte {exc.start}: {exc.reason}); "
+                              "save the file as UTF-8")
+        return {}
+    try:
+        check_expansion(text, str(path))  # a 'billion laughs' file is refused before it is built
+    except YamlBombError as exc:
+        checker.errors.append(str(exc))
         return {}
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        checker.errors.append(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}")
+        problem = str(getattr(exc, "problem", None) or exc)[:200]
+        checker.errors.append(f"{path}: not valid YAML{where}: {problem}")
         return {}
     if data is None:
         return {}
