@@ -22,8 +22,12 @@ from exporter.clock import MSK, Clock
 
 SCOPE_MARKETS = ("eq", "fx", "fo")
 SCOPE_DATASETS = ("tradestats", "orderstats", "obstats", "hi2", "futoi", "calendar", "authenticate")
-REQUEST_KNOBS = ("http_error", "hang", "malformed", "html", "empty", "break_paging", "missing_columns")
-DATA_KNOBS = ("stop", "slow", "delay_profile", "drop_intervals", "drop_secids", "hi2_late")
+REQUEST_KNOBS = ("http_error", "hang", "malformed", "html", "empty", "break_paging", "missing_columns",
+                 "throttle", "error_message", "no_subscription", "drip", "redirect", "gzip_bomb")
+DATA_KNOBS = ("stop", "slow", "delay_profile", "drop_intervals", "drop_secids", "hi2_late",
+              "bad_row", "weekend_tradedate", "expire", "secid_daypattern")
+BAD_ROW_KINDS = ("empty_time", "null_time", "other_day", "future_systime", "off_grid")
+DEFAULT_ERROR_MESSAGE = "Запрос не может быть обработан. Попробуйте повторить позже."
 AUTH_KNOBS = ("expire_auth", "cookie_ttl", "auth_html")
 KNOBS = DATA_KNOBS + REQUEST_KNOBS + AUTH_KNOBS
 
@@ -97,6 +101,10 @@ class PublishPlan:
     drop_all: set[str]
     drop_probe: set[str]
     drop_secids: tuple[int, float] | None  # (count, since_ts)
+    bad_rows: list[tuple[str, str | None, float]] = field(default_factory=list)  # (kind, secid, set_at)
+    expire: tuple[str, str | None, date] | None = None  # (secid, successor or None = next expiry, from day)
+    daypattern: bool = False
+    weekend_next: bool = False
     _cache: dict = field(default_factory=dict)
 
     def publish_ts(self, end_ts: float, tradetime: str, uniforms: tuple[float, float],
@@ -255,6 +263,33 @@ class Faults:
                 if not isinstance(columns, list) or not columns:
                     raise FaultError("missing_columns: columns must be a list of names")
                 params["columns"] = [str(c).lower() for c in columns]
+            elif name in ("throttle", "no_subscription", "gzip_bomb", "drip", "redirect", "error_message"):
+                params = self._request_params(name, params)
+            elif name == "bad_row":
+                kind = params.get("kind")
+                if kind not in BAD_ROW_KINDS:
+                    raise FaultError(f"bad_row: kind must be one of {', '.join(BAD_ROW_KINDS)} (got {kind!r})")
+                if params.get("secid") is not None and not isinstance(params["secid"], str):
+                    raise FaultError("bad_row: secid must be a string")
+                params = {"kind": kind, "secid": params.get("secid"), "set_at": now}
+                self._active.setdefault(name, {})[(market, dataset, kind)] = Knob(name, market, dataset, params, now)
+                return
+            elif name == "weekend_tradedate":
+                if params.setdefault("mode", "next") not in ("next", "calendar"):
+                    raise FaultError("weekend_tradedate: mode must be next (or calendar = the default)")
+            elif name == "expire":
+                market = market or "fo"
+                if market != "fo":
+                    raise FaultError("expire: only market fo has expiring contracts")
+                day = params.get("day")
+                try:
+                    day = self._clock.now().date() if day is None else date.fromisoformat(day)
+                except (TypeError, ValueError) as exc:
+                    raise FaultError("expire: day must be YYYY-MM-DD") from exc
+                params = {"secid": params.get("secid") or "SiZ6", "successor": params.get("successor"),
+                          "day": day.isoformat()}
+            elif name == "secid_daypattern":
+                params = {}
             elif name == "expire_auth":
                 self.auth_generation += 1
                 return
@@ -275,7 +310,7 @@ class Faults:
             for knob_name in set(names):
                 knobs = self._active.get(knob_name, {})
                 for key in list(knobs):
-                    if not scoped or key == (market, dataset):
+                    if not scoped or key[:2] == (market, dataset):
                         del knobs[key]
                 if knob_name in ("stop", "slow", "hi2_late"):
                     self._end_windows(knob_name, market, dataset, now, scoped=scoped)
@@ -302,6 +337,38 @@ class Faults:
             if window.source == source and window.until is None and (
                     not scoped or (window.market, window.dataset) == (market, dataset)):
                 window.until = float(math.ceil(now))
+
+    @staticmethod
+    def _request_params(name: str, params: dict) -> dict:
+        """Validate and fill in the defaults of throttle/no_subscription/error_message/drip/
+        redirect/gzip_bomb."""
+        if name == "error_message":
+            text = params.get("text", DEFAULT_ERROR_MESSAGE)
+            if not isinstance(text, str):
+                raise FaultError("error_message: text must be a string")
+            return {"text": text}
+        if name == "drip":
+            try:
+                rate = float(params.get("bytes_per_second", 1))
+            except (TypeError, ValueError) as exc:
+                raise FaultError("drip: bytes_per_second must be a number") from exc
+            if not rate > 0:
+                raise FaultError("drip: bytes_per_second must be > 0")
+            return {"bytes_per_second": rate, "headers": bool(params.get("headers", False))}
+        if name == "redirect":
+            location = params.get("location")
+            status = params.get("status", 302)
+            if not isinstance(location, str) or not location:
+                raise FaultError("redirect: location (absolute URL or path) is required")
+            if status not in (301, 302, 303, 307, 308):
+                raise FaultError("redirect: status must be 301, 302, 303, 307 or 308")
+            return {"location": location, "status": status}
+        if name == "gzip_bomb":
+            size = params.get("unpacked_bytes", 1 << 30)
+            if not isinstance(size, int) or not 0 < size <= 1 << 34:
+                raise FaultError("gzip_bomb: unpacked_bytes must be an integer in (0, 16 GiB]")
+            return {"unpacked_bytes": size}
+        return {}
 
     def _profile(self, params: dict) -> DelayProfile:
         profile = DelayProfile(
@@ -339,7 +406,19 @@ class Faults:
                 datasets = (knob.dataset,) if knob.dataset else ("tradestats", "obstats")
                 if (knob.market is None or knob.market == market) and dataset in datasets:
                     drop_secids = (int(knob.params["secids"]), float(knob.params["since"]))
-            return PublishPlan(profile, stops, slows, drop_all, drop_probe, drop_secids)
+            bad_rows = [(k.params["kind"], k.params.get("secid"), k.params["set_at"])
+                        for k in self._matching("bad_row", market, dataset)]
+            expire = None
+            if dataset != "futoi":
+                for knob in self._matching("expire", market, dataset):
+                    expire = (knob.params["secid"], knob.params.get("successor"),
+                              date.fromisoformat(knob.params["day"]))
+            daypattern = (market in ("eq", "fx") and dataset in ("tradestats", "orderstats", "obstats")
+                          and bool(self._matching("secid_daypattern", market, dataset)))
+            weekend = self._matching("weekend_tradedate", market, dataset)
+            weekend_next = bool(weekend) and weekend[-1].params.get("mode") == "next"
+            return PublishPlan(profile, stops, slows, drop_all, drop_probe, drop_secids, bad_rows, expire,
+                               daypattern, weekend_next)
 
     def take(self, name: str, market: str | None, dataset: str | None) -> dict | None:
         """The params of an active request knob matching the request, consuming one use."""

@@ -18,8 +18,10 @@ import os
 import re
 import secrets
 import signal
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,8 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from exporter.calendar import CalendarStore
 from exporter.clock import MSK, Clock, clock_from_env
+from sandbox import isscalendar
 from sandbox.faults import FaultError, Faults, PublishPlan
-from sandbox.issdata import COLUMNS, MARKETS, DataSource, format_systime
+from sandbox.issdata import COLUMNS, MARKETS, DataSource, format_systime, systime_index
 
 log = logging.getLogger("sandbox.iss")
 
@@ -39,12 +42,21 @@ CALENDAR_MARKETS = {"stock": "eq", "futures": "fo", "currency": "fx"}
 LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>MOEX Passport</title></head><body>"
               b"<form method='post' action='/authenticate'><h1>\xd0\x92\xd1\x85\xd0\xbe\xd0\xb4</h1>"
               b"<input name='login'><input name='password' type='password'></form></body></html>")
+# iss-api.md §11 "refusals": throttling is a 403 HTML page; a dataset outside the
+# subscription is a 200 HTML page saying it is available only to subscribers.
+THROTTLE_PAGE = (b"<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>"
+                 b"<h1>Too Many Requests</h1><p>Request rate limit exceeded. Try again later.</p></body></html>")
+NO_SUBSCRIPTION_PAGE = ("<!DOCTYPE html><html><head><title>MOEX ISS</title></head><body>"
+                        "<p>Данные доступны только подписчикам.</p>"
+                        "<p>This data is available only to subscribers.</p></body></html>").encode()
+FUTOI_ROW_CAP = 1000
+BOMB_BLOCK = 1 << 20
 
 _DAY_ROUTE = re.compile(r"^/iss/datashop/algopack/(eq|fx|fo)/(tradestats|orderstats|obstats|hi2)\.json$")
 _SECID_ROUTE = re.compile(r"^/iss/datashop/algopack/(eq|fx|fo)/(tradestats|orderstats|obstats|hi2)/([^/]+)\.json$")
 _FUTOI_DAY = re.compile(r"^/iss/analyticalproducts/futoi/securities\.json$")
 _FUTOI_TICKER = re.compile(r"^/iss/analyticalproducts/futoi/securities/([^/]+)\.json$")
-_CALENDARS = re.compile(r"^/iss/calendars(?:/(stock|futures|currency))?\.json$")
+_CALENDARS = re.compile(r"^/iss/calendars(?:/(stock|futures|currency))?(/session)?\.json$")
 
 
 class HttpError(Exception):
@@ -94,7 +106,7 @@ def _metadata(columns: list[str], sample: list | None) -> dict:
             meta[col] = {"type": "date", "bytes": 10, "max_size": 0}
         elif col == "tradetime":
             meta[col] = {"type": "time", "bytes": 10, "max_size": 0}
-        elif col in ("systime", "updatetime"):
+        elif col.lower() in ("systime", "updatetime"):
             meta[col] = {"type": "datetime", "bytes": 19, "max_size": 0}
         elif isinstance(value, bool) or isinstance(value, int):
             meta[col] = {"type": "int64"}
@@ -140,10 +152,14 @@ class SandboxIss:
         self._cookie_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()  # ends dripping answers on stop()
+        self._bombs: dict[int, bytes] = {}
+        self._bomb_lock = threading.Lock()
 
     # ----- lifecycle -----------------------------------------------------------------
 
     def start(self) -> SandboxIss:
+        self.stopping.clear()
         handler = type("Handler", (_Handler,), {"iss": self})
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
@@ -154,6 +170,7 @@ class SandboxIss:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -208,26 +225,55 @@ class SandboxIss:
         ttl = self.faults.peek("cookie_ttl")
         return ttl is None or self.clock.now().timestamp() - entry[0] <= ttl["seconds"]
 
+    def gzip_bomb(self, unpacked_bytes: int) -> bytes:
+        """A gzip stream (~1 kB per MiB) that unpacks to `unpacked_bytes`: a JSON-looking
+        prefix, then spaces. Built from one compressed 1 MiB block repeated (a full flush
+        makes every block's deflate bytes identical), cached per size; never unpacked here."""
+        with self._bomb_lock:
+            cached = self._bombs.get(unpacked_bytes)
+            if cached is None:
+                cached = _gzip_bomb(unpacked_bytes)
+                self._bombs = {unpacked_bytes: cached}  # keep one size only
+            return cached
+
     # ----- data ----------------------------------------------------------------------
 
     def published_segments(self, market: str, dataset: str, day: date, now_ts: float,
-                           secid: str | None = None) -> list[tuple[list[list], str]]:
-        """[(rows, systime)] of the published buckets of one day, in tradetime order."""
+                           secid: str | None = None) -> list[tuple[list[list], str | None]]:
+        """[(rows, systime)] of the published buckets of one day, in tradetime order.
+
+        systime None: the rows carry their own systime (bad_row knob)."""
         self.calendar  # noqa: B018 - triggers the mtime check
         frame = self.data.frame(market, dataset, day)
         plan: PublishPlan = self.faults.plan(market, dataset, day)
         probe = self.data.probe("futoi" if dataset == "futoi" else market)
+        columns = frame.columns
+        sec_col = columns.index("ticker" if dataset == "futoi" else "secid")
         dropped: set[str] = set()
         if plan.drop_secids is not None and dataset != "futoi":
             candidates = [i.secid for i in self.data.universe(market) if i.secid != probe]
             dropped = set(candidates[-plan.drop_secids[0]:]) if plan.drop_secids[0] > 0 else set()
+        expired = successor = None
+        if plan.expire is not None and day >= plan.expire[2]:
+            expired = plan.expire[0].upper()
+            successor = (plan.expire[1] or self.data.successor(plan.expire[0]) or "").upper() or None
         picks: dict[int, list[int] | None] = {}
+        rename = False
         if secid is None:
             picks = dict.fromkeys(range(len(frame.buckets)))
         else:
-            for b_idx, r_idx in frame.secid_positions(secid):
+            wanted = secid.upper()
+            if expired is not None and wanted == expired:
+                positions = []
+            elif successor is not None and wanted == successor:
+                positions, rename = frame.secid_positions(expired), True
+            else:
+                positions = frame.secid_positions(secid)
+            for b_idx, r_idx in positions:
                 picks.setdefault(b_idx, []).append(r_idx)  # type: ignore[union-attr]
-        segments: list[tuple[list[list], str]] = []
+        pattern = self.data.daypattern(market) if plan.daypattern else None
+        segments: list[tuple[list[list], str | None]] = []
+        positions_of: dict[int, int] = {}  # bucket index -> its segment's index
         for b_idx, r_indexes in picks.items():
             bucket = frame.buckets[b_idx]
             moment = plan.publish_ts(bucket.end_ts, bucket.tradetime, bucket.uniforms, bucket.base_publish_ts)
@@ -236,28 +282,164 @@ class SandboxIss:
             drop = set(dropped) if plan.drop_secids and bucket.end_ts >= plan.drop_secids[1] else set()
             if bucket.tradetime[:5] in plan.drop_probe:
                 drop.add(probe)
+            if pattern is not None:
+                drop |= pattern(bucket.tradetime)
             if r_indexes is None:
                 rows = bucket.rows
-                if drop:
+                if expired is not None:
+                    rows = _expire_rows(rows, bucket.secids, expired, successor, sec_col)
+                    if drop:
+                        rows = [row for row in rows if row[sec_col] not in drop]
+                elif drop:
                     rows = [row for row, sec in zip(bucket.rows, bucket.secids, strict=True) if sec not in drop]
             else:
                 rows = [bucket.rows[r] for r in r_indexes if bucket.secids[r] not in drop]
+                if rename:
+                    rows = [_with(row, sec_col, successor) for row in rows]
             if rows:
+                positions_of[b_idx] = len(segments)
                 segments.append((rows, format_systime(moment)))
+        if plan.bad_rows:
+            segments = self._with_bad_rows(frame, plan, segments, positions_of, day, now_ts, secid, probe,
+                                           sec_col)
         return segments
 
+    def _with_bad_rows(self, frame, plan: PublishPlan, segments: list, positions_of: dict[int, int], day: date,
+                       now_ts: float, secid: str | None, probe: str, sec_col: int) -> list:
+        """Insert the bad_row knobs' rows, each right after the bucket that was the newest
+        published one when the knob was set (a fixed place: paging stays append-only)."""
+        lower = [c.lower() for c in frame.columns]
+        date_col, time_col, sys_col = lower.index("tradedate"), lower.index("tradetime"), lower.index("systime")
+        inserts: list[tuple[int, list]] = []
+        for kind, bad_secid, set_at in plan.bad_rows:
+            bad_secid = (bad_secid or probe).upper()
+            if datetime.fromtimestamp(set_at, MSK).date() != day or (secid is not None and secid.upper() != bad_secid):
+                continue
+            anchor = None
+            for b_idx, bucket in enumerate(frame.buckets):
+                moment = plan.publish_ts(bucket.end_ts, bucket.tradetime, bucket.uniforms, bucket.base_publish_ts)
+                if moment is not None and moment <= set_at and b_idx in positions_of:
+                    if any(sec.upper() == bad_secid for sec in bucket.secids):
+                        anchor = b_idx
+            if anchor is None:
+                continue
+            bucket = frame.buckets[anchor]
+            r_idx = next(i for i, sec in enumerate(bucket.secids) if sec.upper() == bad_secid)
+            row = list(bucket.rows[r_idx])
+            row[sys_col] = segments[positions_of[anchor]][1]
+            if kind == "empty_time":
+                row[time_col] = ""
+            elif kind == "null_time":
+                row[time_col] = row[sys_col] = None
+            elif kind == "other_day":
+                row[date_col] = (day + timedelta(days=1)).isoformat()
+            elif kind == "future_systime":
+                row[sys_col] = format_systime(now_ts + 7200)
+            elif kind == "off_grid":
+                row[time_col] = (bucket.end + timedelta(seconds=150)).strftime("%H:%M:%S")
+            inserts.append((positions_of[anchor], row))
+        if not inserts:
+            return segments
+        out = list(segments)
+        for position, row in sorted(inserts, key=lambda item: item[0], reverse=True):
+            out.insert(position + 1, ([row], None))
+        return out
 
-def _page(segments: list[tuple[list[list], str]], start: int, systime_index: int) -> tuple[list[list], int]:
-    total = sum(len(rows) for rows, _ in segments)
+
+def _gzip_bomb(size: int) -> bytes:
+    prefix = b'{"data": {"columns": ["tradedate"], "data": [["'[:size]
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    head = compressor.compress(prefix) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = b" " * BOMB_BLOCK
+    segment = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count, rest = divmod(size - len(prefix), BOMB_BLOCK)
+    crc = zlib.crc32(prefix)
+    for _ in range(count):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(block[:rest], crc)
+    tail = compressor.compress(block[:rest]) + compressor.flush(zlib.Z_FINISH)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return header + head + segment * count + tail + struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
+
+
+def weekend_session(calendar, market: str, day: date) -> bool:
+    """A weekend or holiday session of `market`: it trades on a Saturday/Sunday, or on a
+    day whose calendar entry restricts the markets (a holiday with a weekend-style session).
+    Same rule as sandbox/isscalendar.py's reasons W/H on a working day."""
+    if not calendar.is_working_day(day, market):
+        return False
+    entry = calendar.override(day)
+    return day.weekday() >= 5 or (entry is not None and entry.markets is not None)
+
+
+def next_trading_day(calendar, market: str, day: date) -> date | None:
+    """The next working day of `market` after `day` that is not a weekend session."""
+    following = day + timedelta(days=1)
+    for _ in range(30):
+        if calendar.is_working_day(following, market) and not weekend_session(calendar, market, following):
+            return following
+        following += timedelta(days=1)
+    return None
+
+
+def weekend_days_filed_under(calendar, market: str, day: date) -> list[date]:
+    """Weekend/holiday session days whose rows weekend_tradedate=next files under `day`."""
+    out = []
+    earlier = day - timedelta(days=1)
+    for _ in range(14):
+        if weekend_session(calendar, market, earlier):
+            out.append(earlier)
+        elif calendar.is_working_day(earlier, market):
+            break
+        earlier -= timedelta(days=1)
+    return [d for d in reversed(out) if next_trading_day(calendar, market, d) == day]
+
+
+def _with(row: list, index: int, value: object) -> list:
+    copy = list(row)
+    copy[index] = value
+    return copy
+
+
+def _expire_rows(rows: list[list], secids: list[str], expired: str, successor: str | None,
+                 sec_col: int) -> list[list]:
+    """Rows of one bucket after an expiry: the expired contract's rows are filed under the
+    successor (which takes its liquidity and weight); the successor's own rows go."""
+    moved = [_with(row, sec_col, successor) for row, sec in zip(rows, secids, strict=True)
+             if sec.upper() == expired] if successor else []
+    out: list[list] = []
+    for row, sec in zip(rows, secids, strict=True):
+        upper = sec.upper()
+        if upper in (expired, successor):
+            continue
+        if moved and upper > (successor or ""):
+            out.extend(moved)
+            moved = []
+        out.append(row)
+    out.extend(moved)
+    return out
+
+
+def _page(segments: list[tuple], start: int, systime_index: int,
+          size: int = PAGE_SIZE) -> tuple[list[list], int]:
+    """One page of the concatenated segments: (rows, systime[, {column index: value}]).
+    systime None keeps each row's own systime."""
+    total = sum(len(seg[0]) for seg in segments)
     out: list[list] = []
     offset = 0
-    end = start + PAGE_SIZE
-    for rows, systime in segments:
+    end = start + size
+    for segment in segments:
+        rows, systime = segment[0], segment[1]
+        overrides = segment[2] if len(segment) > 2 else None
         seg_end = offset + len(rows)
         if seg_end > start and offset < end:
             for row in rows[max(0, start - offset):min(len(rows), end - offset)]:
                 copy = list(row)
-                copy[systime_index] = systime
+                if systime is not None:
+                    copy[systime_index] = systime
+                if overrides:
+                    for index, value in overrides.items():
+                        copy[index] = value
                 out.append(copy)
         offset = seg_end
         if offset >= end:
@@ -270,6 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
     _hang_seconds = 0.0
+    _drip: dict | None = None
     server_version = "sandbox-iss"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
@@ -282,6 +465,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self._hang_seconds:
             delay, self._hang_seconds = self._hang_seconds, 0.0
             time.sleep(delay)
+        if self._drip:
+            drip, self._drip = self._drip, None
+            return self._send_dripping(drip, status, body, content_type, headers)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -290,6 +476,35 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        return len(body)
+
+    def _send_dripping(self, drip: dict, status: int, body: bytes, content_type: str,
+                       headers: dict | None) -> int:
+        """drip knob: status line and headers at once (or, headers=true, dripped too), then
+        the body at bytes_per_second in small writes. Holds no lock; ends when the client
+        goes away (the write fails) or the sandbox stops."""
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                 f"Server: {self.version_string()}", f"Date: {self.date_time_string()}",
+                 f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+        lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.log_request(status)
+        payload = body if self.command != "HEAD" else b""
+        if drip["headers"]:
+            payload = head + payload
+        else:
+            self.wfile.write(head)
+        rate = float(drip["bytes_per_second"])
+        chunk = max(1, int(rate / 20))  # about 20 writes a second, at least one byte each
+        started = time.monotonic()
+        sent = 0
+        while sent < len(payload):
+            due = started + sent / rate
+            wait = due - time.monotonic()
+            if wait > 0 and self.iss.stopping.wait(wait):
+                raise ConnectionResetError("sandbox stopping")
+            self.wfile.write(payload[sent:sent + chunk])
+            sent += chunk
         return len(body)
 
     def _json(self, status: int, obj: object, headers: dict | None = None) -> int:
@@ -319,6 +534,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._hang_seconds = 0.0
+        self._drip = None
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         path = url.path
@@ -379,7 +595,7 @@ class _Handler(BaseHTTPRequestHandler):
         if m := _FUTOI_TICKER.match(path):
             return "secid", "fo", "futoi", (m.group(1),)
         if m := _CALENDARS.match(path):
-            return "calendar", CALENDAR_MARKETS.get(m.group(1) or ""), "calendar", (m.group(1),)
+            return "calendar", CALENDAR_MARKETS.get(m.group(1) or ""), "calendar", (m.group(1), bool(m.group(2)))
         if path == "/authenticate":
             return "authenticate", None, "authenticate", ()
         return "other", None, None, ()
@@ -410,20 +626,42 @@ class _Handler(BaseHTTPRequestHandler):
         hang = faults.take("hang", market, dataset)
         if hang:  # slept in _send, after every knob of this request was decided
             self._hang_seconds = hang["seconds"]
+        drip = faults.take("drip", market, dataset)
+        if drip:  # applied in _send to whatever the answer is
+            self._drip = drip
+        redirect = faults.take("redirect", market, dataset)
+        if redirect:
+            return redirect["status"], self._send(redirect["status"], b"moved\n", "text/plain; charset=utf-8",
+                                                  {"Location": redirect["location"]})
         error = faults.take("http_error", market, dataset)
         if error:
             headers = {"Retry-After": str(error["retry_after"])} if error.get("retry_after") is not None else {}
             raise HttpError(error["status"], f"sandbox http_error {error['status']}", headers)
+        if faults.take("throttle", market, dataset) is not None:
+            return 403, self._send(403, THROTTLE_PAGE, "text/html; charset=utf-8")
         if kind == "authenticate":
             return self._authenticate()
         if not self._authorized():
             if iss.auth == "passport" and faults.peek("auth_html", market, dataset) is not None:
                 return 200, self._send(200, LOGIN_PAGE, "text/html; charset=utf-8")
-            if iss.auth == "apikey" and self.headers.get("Authorization"):
-                raise HttpError(403, "forbidden: bad API key")
-            raise HttpError(401, "unauthorized")
+            # apim answers 401 to a missing and to a wrong key alike (iss-api.md §11 "refusals")
+            raise HttpError(401, "unauthorized: bad or missing API key" if iss.auth == "apikey" else "unauthorized")
+        if faults.take("no_subscription", market, dataset) is not None:
+            return 200, self._send(200, NO_SUBSCRIPTION_PAGE, "text/html; charset=utf-8")
+        message = faults.take("error_message", market, dataset)
+        if message is not None:
+            block = self._block_name(kind, dataset, args)
+            answer = {block: {"metadata": {"ERROR_MESSAGE": {"type": "string", "bytes": 765, "max_size": 0}},
+                              "columns": ["ERROR_MESSAGE"], "data": [[message["text"]]]}}
+            if query.get("iss.meta") == "off":
+                answer[block].pop("metadata")
+            return 200, self._json(200, answer)
         if faults.take("html", market, dataset) is not None:
             return 200, self._send(200, LOGIN_PAGE, "text/html; charset=utf-8")
+        bomb = faults.take("gzip_bomb", market, dataset)
+        if bomb is not None:
+            return 200, self._send(200, iss.gzip_bomb(bomb["unpacked_bytes"]),
+                                   headers={"Content-Encoding": "gzip"})
         start = self._int(query.get("start"), "start")
         if start > 0 and faults.take("break_paging", market, dataset) is not None:
             raise HttpError(500, "sandbox break_paging")
@@ -431,7 +669,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, self._send(200, b'{"data": {"metadata": {}, "columns": ["tradedate", "tradetime"')
         empty = faults.take("empty", market, dataset) is not None
         if kind == "calendar":
-            blocks = self._calendar_blocks(args[0], query)
+            blocks = self._calendar_blocks(query)
         else:
             blocks = self._data_blocks(kind, market, dataset, args, query, start, empty)
         missing = faults.take("missing_columns", market, dataset)
@@ -504,79 +742,80 @@ class _Handler(BaseHTTPRequestHandler):
             if last < first:
                 raise HttpError(400, "till before from")
             first = max(first, last - timedelta(days=MAX_RANGE_DAYS - 1))
-        segments: list[tuple[list[list], str]] = []
+        columns = COLUMNS[(market, dataset)]
+        futoi = dataset == "futoi"
+        segments: list[tuple] = []
         if not empty:
+            weekend = iss.faults.peek("weekend_tradedate", market, dataset)
+            next_mode = weekend is not None and weekend.get("mode") == "next"
             day = first
             while day <= last:
-                if day <= today:
-                    segments.extend(iss.published_segments(market, dataset, day, now_ts, secid))
+                segments.extend(self._day_segments(market, dataset, day, today, now_ts, secid, columns, next_mode))
                 day += timedelta(days=1)
         if query.get("latest") in ("1", "true") and segments:
             segments = segments[-1:]
-        if dataset == "futoi" and query.get("reversed") in ("1", "true"):
-            segments = [(list(reversed(rows)), systime) for rows, systime in reversed(segments)]
-        columns = COLUMNS[(market, dataset)]
-        rows, total = _page(segments, start, columns.index("systime"))
-        name = "futoi" if dataset == "futoi" else "data"
+        name = "futoi" if futoi else "data"
+        dates = {f"{name}.dates": {"metadata": {"from": {"type": "date", "bytes": 10, "max_size": 0},
+                                                 "till": {"type": "date", "bytes": 10, "max_size": 0}},
+                                    "columns": ["from", "till"], "data": [[first.isoformat(), last.isoformat()]]}}
+        if futoi:
+            # Real FUTOI (iss-api.md §11 "FUTOI paging", "FUTOI order"): newest bucket first
+            # (rows of one bucket stay together), `start` ignored, at most 1000 rows (the
+            # newest ones), no cursor block. `reversed=1` is accepted: it is the default.
+            rows, _ = _page(list(reversed(segments)), 0, systime_index(columns), FUTOI_ROW_CAP)
+            return {name: {"metadata": _metadata(columns, rows[0] if rows else None), "columns": list(columns),
+                           "data": rows}, **dates}
+        rows, total = _page(segments, start, systime_index(columns))
         return {
             name: {"metadata": _metadata(columns, rows[0] if rows else None), "columns": list(columns),
                    "data": rows},
             f"{name}.cursor": {"metadata": {"INDEX": {"type": "int64"}, "TOTAL": {"type": "int64"},
                                             "PAGESIZE": {"type": "int64"}},
                                "columns": ["INDEX", "TOTAL", "PAGESIZE"], "data": [[start, total, PAGE_SIZE]]},
-            f"{name}.dates": {"metadata": {"from": {"type": "date", "bytes": 10, "max_size": 0},
-                                           "till": {"type": "date", "bytes": 10, "max_size": 0}},
-                              "columns": ["from", "till"], "data": [[first.isoformat(), last.isoformat()]]},
+            **dates,
         }
 
-    def _calendar_blocks(self, iss_market: str | None, query: dict) -> dict:
-        calendar = self.iss.calendar
-        today = self.iss.clock.now().date()
-        if query.get("from") or query.get("till") or query.get("show_all_days") in ("1", "true"):
-            first = _parse_date(query.get("from"), date(today.year, 1, 1), "from")
-            last = _parse_date(query.get("till"), min(first + timedelta(days=365), date(first.year, 12, 31)), "till")
-            last = min(last, first + timedelta(days=366))
-            if query.get("show_all_days") in ("1", "true"):
-                days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-            else:
-                days = sorted(d for d in calendar.days if first <= d <= last)
-        else:
-            days = sorted(calendar.days)
+    def _day_segments(self, market: str, dataset: str, day: date, today: date, now_ts: float,
+                      secid: str | None, columns: list[str], next_mode: bool) -> list[tuple]:
+        """Segments served for a query of `day`. weekend_tradedate mode next: a weekend (or
+        holiday) session's rows are filed under the next trading day's tradedate and served
+        for that day, never for their calendar date (iss-api.md §11 "weekend sessions")."""
+        iss = self.iss
+        cal_market = "fo" if dataset == "futoi" else market
+        if not next_mode:
+            return iss.published_segments(market, dataset, day, now_ts, secid) if day <= today else []
+        calendar = iss.calendar
+        if weekend_session(calendar, cal_market, day):
+            return []
+        overrides = {columns.index("tradedate"): day.isoformat()}
+        if "trade_session_date" in columns:
+            overrides[columns.index("trade_session_date")] = day.isoformat()
+        out: list[tuple] = []
+        for earlier in weekend_days_filed_under(calendar, cal_market, day):
+            if earlier <= today:
+                out.extend((rows, systime, overrides)
+                           for rows, systime in iss.published_segments(market, dataset, earlier, now_ts, secid))
+        if day <= today:
+            out.extend(iss.published_segments(market, dataset, day, now_ts, secid))
+        return out
 
-        def flag(day: date, market: str) -> int:
-            return 1 if calendar.is_working_day(day, market) else 0
+    def _calendar_blocks(self, query: dict) -> dict:
+        """The ONE fake of the ISS calendar: sandbox/isscalendar.py (`calendar_answer`)."""
+        try:
+            answer = isscalendar.calendar_answer(self.iss.calendar, urlsplit(self.path).path, query,
+                                                 self.iss.clock.now().date())
+        except ValueError as exc:
+            raise HttpError(400, f"bad calendar query: {exc}") from exc
+        if answer is None:
+            raise HttpError(404, "not found")
+        return answer
 
-        def reason(day: date, market: str) -> str:
-            working = calendar.is_working_day(day, market)
-            if not working:
-                return "H"
-            if day.weekday() >= 5:
-                return "W"
-            return "T" if calendar.override(day) is not None else "N"
-
-        if iss_market is None:
-            columns = ["tradedate", "stock_workday", "futures_workday", "currency_workday",
-                       "stock_reason", "futures_reason", "currency_reason"]
-            rows = [[d.isoformat(), flag(d, "eq"), flag(d, "fo"), flag(d, "fx"),
-                     reason(d, "eq"), reason(d, "fo"), reason(d, "fx")] for d in days]
-        else:
-            market = CALENDAR_MARKETS[iss_market]
-            columns = ["tradedate", "is_traded", "trade_session_date", "reason", "updatetime"]
-            try:
-                updated = datetime.fromtimestamp(os.stat(self.iss.calendar_path).st_mtime, MSK)
-            except OSError:
-                updated = self.iss.clock.now()
-            rows = [[d.isoformat(), flag(d, market), d.isoformat(), reason(d, market),
-                     updated.strftime("%Y-%m-%d %H:%M:%S")] for d in days]
-        start = self._int(query.get("start"), "start")
-        page = rows[start:start + PAGE_SIZE]
-        return {
-            "off_days": {"metadata": _metadata(columns, page[0] if page else None), "columns": columns,
-                         "data": page},
-            "off_days.cursor": {"metadata": {"INDEX": {"type": "int64"}, "TOTAL": {"type": "int64"},
-                                             "PAGESIZE": {"type": "int64"}},
-                                "columns": ["INDEX", "TOTAL", "PAGESIZE"], "data": [[start, len(rows), PAGE_SIZE]]},
-        }
+    @staticmethod
+    def _block_name(kind: str, dataset: str | None, args: tuple) -> str:
+        """The block a request asks for (an ERROR_MESSAGE answer uses it)."""
+        if kind == "calendar":
+            return "session_schedule" if args[1] else "off_days"
+        return "futoi" if dataset == "futoi" else "data"
 
 
 def _keep_columns(block: dict, keep: list[int]) -> None:

@@ -64,9 +64,24 @@ COLUMNS: dict[tuple[str, str], list[str]] = {
 }
 for _m in MARKETS:
     COLUMNS[(_m, "hi2")] = ["tradedate", "tradetime", "secid", "metric", "value", "reference", "systime"]
+# FO HI2 adds asset_code (iss-api.md §11 "HI2 (FO)"; its position is not documented: after secid).
+COLUMNS[("fo", "hi2")] = ["tradedate", "tradetime", "secid", "asset_code", "metric", "value", "reference",
+                          "systime"]
+# SuperCandles and HI2 answers carry SYSTIME in upper case, all other names lower case
+# (iss-api.md §11 "column casing"); FUTOI keeps lower-case systime.
+for _key, _columns in COLUMNS.items():
+    if _key[1] != "futoi":
+        COLUMNS[_key] = ["SYSTIME" if c == "systime" else c for c in _columns]
 COLUMNS[("fo", "futoi")] = ["sess_id", "seqnum", "tradedate", "tradetime", "ticker", "clgroup", "pos",
                             "pos_long", "pos_short", "pos_long_num", "pos_short_num", "systime",
                             "trade_session_date"]
+
+
+
+def systime_index(columns: list[str]) -> int:
+    """Position of the system-time column (`SYSTIME` or FUTOI's `systime`)."""
+    return [c.lower() for c in columns].index("systime")
+
 
 HI2_METRICS = ["hhi_volume", "hhi_buy", "hhi_sell", "hhi_passive", "hhi_passive_buy", "hhi_passive_sell",
                "hhi_agressive", "hhi_agressive_buy", "hhi_agressive_sell"]
@@ -92,6 +107,11 @@ _FO_ASSETS = ["Si", "RI", "BR", "GD", "MX", "NG", "Eu", "CR", "SR", "GZ", "LK", 
 _QUARTERS = ["H6", "M6", "U6", "Z6", "H7", "M7"]
 _MONTHS = ["F7", "G7", "H7", "J7", "K7", "M7", "N7", "Q7", "U7", "V7", "X7", "Z7"]
 _BASE_PRICES = {"eq": 250.0, "fx": 12.0, "fo": 90000.0}
+
+# secid_daypattern knob (iss-api.md §11 "FX instruments"; the exact lists and times are
+# not published: these are documented sandbox choices, see sandbox/README.md).
+EQ_EVENING_AFTER = "19:00:00"    # buckets ending after this belong to the evening session
+FX_TOD_LAST_BUCKET = {"CNY": "15:00:00", "": "17:45:00"}  # TOD instruments: last bucket (CNY / others)
 
 
 @dataclass(frozen=True)
@@ -319,6 +339,37 @@ class DataSource:
     def probe(self, market: str) -> str:
         return PROBES[market]
 
+    def successor(self, secid: str) -> str | None:
+        """The FO contract that takes over when `secid` expires: the next expiry of the same
+        asset in the universe (SiZ6 -> SiH7); None when there is none."""
+        by_id = {i.secid.upper(): i for i in self.universe("fo")}
+        inst = by_id.get(secid.upper())
+        if inst is None or not inst.asset_code:
+            return None
+        order = _MONTHS if inst.asset_code in ("BR", "NG", "GD") else _QUARTERS
+        suffix = inst.secid[len(inst.asset_code):]
+        if suffix not in order:
+            return None
+        for later in order[order.index(suffix) + 1:]:
+            candidate = by_id.get((inst.asset_code + later).upper())
+            if candidate is not None:
+                return candidate.secid
+        return None
+
+    def daypattern(self, market: str):
+        """secid_daypattern: tradetime -> set of secids absent from that bucket."""
+        universe = [i.secid for i in self.universe(market)]
+        if market == "eq":
+            evening_out = {s for s in universe if s not in _EQ_REAL}   # generated names trade by day only
+            return lambda tradetime: evening_out if tradetime > EQ_EVENING_AFTER else set()
+        if market == "fx":
+            tod = {s: FX_TOD_LAST_BUCKET["CNY" if s.startswith("CNY") else ""] for s in universe if "TOD" in s}
+
+            def absent(tradetime: str) -> set[str]:
+                return {s for s, last in tod.items() if tradetime > last}
+            return absent
+        return None
+
     def invalidate(self) -> None:
         """Drop cached frames (the calendar changed)."""
         with self._lock:
@@ -359,7 +410,7 @@ class DataSource:
             buckets = [self._futoi_bucket(day, end, rng) for end in ends]
         else:
             buckets = [self._bucket(market, dataset, day, end, columns, rng) for end in ends]
-        return DayFrame(market, dataset, day, columns, buckets, columns.index("systime"))
+        return DayFrame(market, dataset, day, columns, buckets, systime_index(columns))
 
     def _new_bucket(self, market: str, dataset: str, day: date, end: datetime) -> Bucket:
         end = end.astimezone(MSK)
@@ -377,12 +428,12 @@ class DataSource:
         present = rng.random(len(universe)) < liquidity
         present |= liquidity >= 1.0
         insts = [inst for inst, p in zip(universe, present, strict=True) if p]
-        numeric = [c for c in columns if c not in ("tradedate", "tradetime", "secid", "asset_code", "systime")]
+        numeric = [c for c in columns if c not in ("tradedate", "tradetime", "secid", "asset_code", "SYSTIME")]
         values = _numeric_columns(market, dataset, numeric, insts, rng)
         n = len(insts)
         fixed = {"tradedate": [day.isoformat()] * n, "tradetime": [bucket.tradetime] * n,
                  "secid": [i.secid for i in insts], "asset_code": [i.asset_code for i in insts],
-                 "systime": [None] * n}
+                 "SYSTIME": [None] * n}
         bucket.rows = list(map(list, zip(*(fixed[c] if c in fixed else values[c] for c in columns), strict=True)))
         bucket.secids = fixed["secid"]
         return bucket
@@ -421,8 +472,10 @@ class DataSource:
                 continue
             for metric in HI2_METRICS:
                 value = round(float(rng.uniform(0.001, 0.4)), 6)
-                bucket.rows.append([tradedate, bucket.tradetime, inst.secid, metric, value,
-                                    round(float(rng.uniform(0.01, 0.2)), 6), None])
+                head = [tradedate, bucket.tradetime, inst.secid]
+                if market == "fo":
+                    head.append(inst.asset_code)
+                bucket.rows.append(head + [metric, value, round(float(rng.uniform(0.01, 0.2)), 6), None])
                 bucket.secids.append(inst.secid)
         return [bucket]
 

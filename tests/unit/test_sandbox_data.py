@@ -35,21 +35,26 @@ def test_column_sets_follow_iss():
     eq = COLUMNS[("eq", "tradestats")]
     fx = COLUMNS[("fx", "tradestats")]
     fo = COLUMNS[("fo", "tradestats")]
-    assert len(eq) == 27 and eq.index("systime") == 22 and eq[-1] == "sec_pr_close"
-    assert len(fx) == 27 and fx[-1] == "systime" and set(fx) == set(eq)
-    assert len(fo) == 33 and fo[3] == "asset_code" and fo[-1] == "systime"
+    # iss-api.md §11 "column casing": SYSTIME upper case in SuperCandles and HI2 (eq index 22, fo 32)
+    assert len(eq) == 27 and eq.index("SYSTIME") == 22 and eq[-1] == "sec_pr_close"
+    assert len(fx) == 27 and fx[-1] == "SYSTIME" and set(fx) == set(eq)
+    assert len(fo) == 33 and fo[3] == "asset_code" and fo.index("SYSTIME") == 32
     assert fo[fo.index("pr_vwap_s") + 1:fo.index("sec_pr_open")] == ["im", "oi_open", "oi_high", "oi_low", "oi_close"]
     assert len(COLUMNS[("eq", "orderstats")]) == 26
     assert len(COLUMNS[("eq", "obstats")]) == 21
     assert len(COLUMNS[("fo", "obstats")]) == 35
-    for market in ("eq", "fx", "fo"):
+    for market in ("eq", "fx"):
         assert COLUMNS[(market, "hi2")] == ["tradedate", "tradetime", "secid", "metric", "value", "reference",
-                                            "systime"]
+                                            "SYSTIME"]
+    assert COLUMNS[("fo", "hi2")] == ["tradedate", "tradetime", "secid", "asset_code", "metric", "value",
+                                      "reference", "SYSTIME"]                  # §11 "HI2 (FO)"
     assert COLUMNS[("fo", "futoi")] == ["sess_id", "seqnum", "tradedate", "tradetime", "ticker", "clgroup", "pos",
                                         "pos_long", "pos_short", "pos_long_num", "pos_short_num", "systime",
                                         "trade_session_date"]
-    for columns in COLUMNS.values():
-        assert all(c == c.lower() for c in columns) and len(set(columns)) == len(columns)
+    for (_, dataset), columns in COLUMNS.items():
+        lower = [c for c in columns if c != "SYSTIME"]
+        assert all(c == c.lower() for c in lower) and len(set(columns)) == len(columns)
+        assert ("SYSTIME" in columns) == (dataset != "futoi")
 
 
 def test_universe_sizes_and_scale(calendar):
