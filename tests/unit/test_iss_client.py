@@ -136,28 +136,26 @@ def test_paging_with_cursor_three_pages(fake):
     assert (result.total, result.pages, result.status, result.truncated) == (5, 3, 200, False)
 
 
-def test_paging_without_cursor_stops_at_short_page(fake):
-    all_rows = rows(7)
-
-    def route(seen: Seen) -> Reply:
-        start = int(seen.params["start"])
-        return js(page(all_rows[start:start + 3], cursor=None))
-
-    fake.route = route
+def test_answer_without_cursor_is_one_page_even_if_full(fake):
+    # iss-api §11: routes without a cursor block (FUTOI) ignore `start`; paging them fetched
+    # the same rows again and again (old main: 100 requests, the page cap)
+    fake.route = lambda seen: js(page(rows(3), cursor=None))
     with client_for(fake) as client:
         result = client.get_block(PATH)
-    assert [s.params["start"] for s in fake.seen] == ["0", "3", "6"]
-    assert len(result.frame) == 7 and result.total is None and result.pages == 3
+    assert [s.params["start"] for s in fake.seen] == ["0"]
+    assert len(result.frame) == 3 and result.total is None and result.pages == 1
+    assert not result.truncated
 
 
-def test_paging_without_cursor_stops_at_empty_page(fake):
-    all_rows = rows(6)
-    fake.route = lambda seen: js(page(all_rows[int(seen.params["start"]):int(seen.params["start"]) + 3],
-                                      cursor=None))
+def test_answer_without_cursor_at_the_1000_row_cap_is_truncated_and_logged_once(fake, caplog):
+    caplog.set_level(logging.WARNING, logger="exporter.iss")
+    fake.route = lambda seen: js(page(rows(1000), cursor=None))
     with client_for(fake) as client:
-        result = client.get_block(PATH)
-    assert [s.params["start"] for s in fake.seen] == ["0", "3", "6"]
-    assert len(result.frame) == 6
+        first = client.get_block(PATH)
+        second = client.get_block(PATH)
+    assert len(fake.seen) == 2  # one request per call
+    assert first.truncated and second.truncated and len(first.frame) == 1000
+    assert caplog.text.count("iss_answer_truncated") == 1
 
 
 def test_paging_advances_by_rows_returned_not_by_pagesize(fake):
@@ -197,14 +195,13 @@ def test_columns_param_sent_and_frame_trimmed_even_if_ignored(fake):
 
 def test_other_block_name(fake):
     futoi_rows = [["ri", "x"], ["ri", "y"]]
-    # no cursor block: the client learns the page size from the first page, and needs one
-    # more (empty) page to know the set is complete
+    # no cursor block (FUTOI, iss-api §11): one request, `start` ignored by ISS
     fake.route = lambda seen: js({"futoi": {"columns": ["ticker", "systime"],
                                             "data": futoi_rows[int(seen.params["start"]):]}})
     with client_for(fake) as client:
         result = client.get_block("/iss/analyticalproducts/futoi/securities/ri.json", block="futoi")
     assert fake.seen[0].params["iss.only"] == "futoi,futoi.cursor"
-    assert [s.params["start"] for s in fake.seen] == ["0", "2"]
+    assert [s.params["start"] for s in fake.seen] == ["0"]
     assert list(result.frame["systime"]) == ["x", "y"]
 
 
@@ -284,11 +281,11 @@ def test_503_forever_is_http_error_after_retries(fake):
     assert client.stats.snapshot()["requests"] == {"503": 3}
 
 
-def test_429_is_not_retried(fake):
+def test_429_is_throttled_and_not_retried(fake):
     fake.route = lambda seen: js({"error": "slow down"}, status=429, extra={"Retry-After": "3600"})
     with client_for(fake, retries=2) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
-    assert info.value.reason == "http" and info.value.status == 429
+    assert info.value.reason == "throttled" and info.value.status == 429
     assert len(fake.seen) == 1
 
 
