@@ -7,9 +7,15 @@ Reads the ISS calendar routes (iss-api.md §8) through the exporter's ISS client
   `{stock,futures,currency}_workday` (1/0/null), `*_trade_session_date`, `*_reason`;
 - when that block lacks the flags, the per-market `/iss/calendars/{stock,futures,currency}.json`
   (`is_traded` or `workday`, `reason`);
-- `/iss/calendars/{stock,futures,currency}/session.json` for the hours of weekend/holiday
-  sessions (best effort: when it is unavailable, the hours of the file's newest weekend
-  entry for that market are used, else the market's default sessions).
+- `/iss/calendars/{stock,futures,currency}/session.json`, block `session_schedule`
+  (iss-api.md §11), for the hours of weekend/holiday sessions: the main-session rows of
+  our boards (TQBR, CETS, RFUD; other boards' rows are dropped), auctions and clearing are
+  not sessions; stock/currency times are "HH:MM:SS" on `tradedate`, futures times are
+  full datetimes whose date (of `time_from`) is the session's calendar date, not
+  `trade_session_date` (a Saturday session carries the next working day there). Best
+  effort: when the schedule is unavailable, the hours of the file's newest weekend entry
+  for that market are used, else the market's default sessions. `--dry-run` prints the
+  hours of every special trading day and where they came from.
 Column names are compared case-insensitively; null means "unknown" (the day keeps what
 the file says), never "closed".
 
@@ -63,6 +69,7 @@ class SyncResult:
     kept_manual: int = 0
     diff_text: str = ""
     changes: list[str] = field(default_factory=list)  # one line per added/updated day
+    hours: list[str] = field(default_factory=list)  # one line per special trading day: its hours
 
 
 @dataclass(frozen=True)
@@ -177,57 +184,98 @@ def fetch_off_days(client, date_from: date, date_till: date) -> dict[date, IssDa
     return days
 
 
-def _clock_time(value: Any) -> tuple[date | None, time] | None:
+# Board of each ISS engine whose schedule is ours (iss-api.md §2, §11 "session schedule").
+SCHEDULE_BOARDS = {"stock": "TQBR", "currency": "CETS", "futures": "RFUD"}
+SCHEDULE_BLOCK = "session_schedule"
+# Rows of these types are not trading sessions (auctions, clearing pauses).
+_NOT_SESSION = ("auction", "clearing", "discrete", "break", "pause")
+
+
+def _moment(value: Any) -> tuple[date | None, time] | None:
+    """"HH:MM[:SS]" -> (None, time); "YYYY-MM-DD HH:MM:SS" / ISO -> (date, time)."""
     text = _text(value)
     if text is None:
         return None
     try:
         if len(text) > 8:
             moment = datetime.fromisoformat(text.replace("T", " "))
-            return moment.date(), moment.time().replace(second=0, microsecond=0)
-        parsed = time.fromisoformat(text)
-        return None, parsed.replace(second=0, microsecond=0)
+            return moment.date(), moment.time().replace(microsecond=0)
+        return None, time.fromisoformat(text)
     except ValueError:
         return None
 
 
+def _minute_floor(value: time) -> time:
+    return value.replace(second=0, microsecond=0)
+
+
+def _minute_ceil(value: time) -> time:
+    """An end 18:39:59 means 18:40 (never past 23:59: the calendar ends a day there)."""
+    if value.second == 0 and value.microsecond == 0:
+        return value
+    if (value.hour, value.minute) == (23, 59):
+        return time(23, 59)
+    return (datetime.combine(date(2000, 1, 1), _minute_floor(value)) + timedelta(minutes=1)).time()
+
+
+def schedule_hours(records: list[dict[str, Any]], board: str) -> dict[date, list[list[str]]]:
+    """Main-session hours per CALENDAR date from `session_schedule` rows (iss-api.md §11).
+
+    - only rows of `board` (when the answer has a boardid column);
+    - auctions and clearing are not sessions (`type`);
+    - stock/currency times are "HH:MM:SS" on `tradedate`; futures times are full datetimes,
+      and the session's calendar date is the date of `time_from`, never
+      `trade_session_date` (a Saturday session carries the next working day there);
+    - a session running past midnight ends at 23:59 of its own day; spans that touch or
+      overlap (morning + main + evening of one day) are merged.
+    """
+    intervals: dict[date, list[tuple[time, time]]] = {}
+    for row in records:
+        row_board = _text(row.get("boardid"))
+        if "boardid" in row and (row_board or "").upper() != board.upper():
+            continue
+        kind = (_text(row.get("type")) or "").lower()
+        if any(word in kind for word in _NOT_SESSION):
+            continue
+        start = _moment(row.get("time_from"))
+        end = _moment(row.get("time_till"))
+        if start is None or end is None:
+            continue
+        day = start[0]
+        if day is None:
+            raw = _text(row.get("tradedate")) or _text(row.get("date")) or _text(row.get("trade_session_date"))
+            try:
+                day = date.fromisoformat((raw or "")[:10])
+            except ValueError:
+                continue
+        end_day = end[0] or day
+        if end_day < day:
+            continue
+        start_time = _minute_floor(start[1])
+        end_time = time(23, 59) if end_day > day else _minute_ceil(end[1])
+        if start_time < end_time:
+            intervals.setdefault(day, []).append((start_time, end_time))
+    return {day: _merge(spans) for day, spans in intervals.items()}
+
+
 def fetch_session_hours(client, date_from: date, date_till: date) -> dict[str, dict[date, list[list[str]]]]:
-    """Best effort: per market, per calendar date, merged [["HH:MM", "HH:MM"], ...]."""
+    """Best effort: per market, per calendar date, the merged main-session hours of our
+    board, from `/iss/calendars/{stock,futures,currency}/session.json` block
+    `session_schedule`. A market whose schedule is unavailable is left out (its special
+    days then take the file's weekend template, else the default sessions)."""
     from exporter.iss import IssError
 
     params = {"from": date_from.isoformat(), "till": date_till.isoformat()}
     hours: dict[str, dict[date, list[list[str]]]] = {}
     for iss, market in ISS_MARKETS.items():
         route = f"/iss/calendars/{iss}/session.json"
-        frame = None
-        for block in ("sessions", "session", "data"):
-            try:
-                frame = client.get_block(route, params, block, all_pages=True).frame
-                break
-            except IssError as exc:
-                if exc.reason != "parse":
-                    log.info("event=calendar_sync_sessions_unavailable route=%s error=%r", route, str(exc))
-                    break
-        if frame is None:
+        try:
+            frame = client.get_block(route, params, SCHEDULE_BLOCK, all_pages=True).frame
+        except IssError as exc:
+            log.warning("event=calendar_sync_sessions_unavailable route=%s block=%s error=%r", route,
+                        SCHEDULE_BLOCK, str(exc)[:300])
             continue
-        intervals: dict[date, list[tuple[time, time]]] = {}
-        for row in _records(frame):
-            start = _clock_time(row.get("time_from"))
-            end = _clock_time(row.get("time_till"))
-            if start is None or end is None:
-                continue
-            day = start[0]
-            if day is None:
-                raw = row.get("tradedate") or row.get("date") or row.get("trade_session_date")
-                try:
-                    day = date.fromisoformat(str(raw)[:10])
-                except ValueError:
-                    continue
-            if end[0] is not None and end[0] != day:
-                continue  # crosses midnight: not a window our calendar can express
-            if start[1] < end[1]:
-                intervals.setdefault(day, []).append((start[1], end[1]))
-        hours[market] = {day: _merge(spans) for day, spans in intervals.items()}
+        hours[market] = schedule_hours(_records(frame), SCHEDULE_BOARDS[iss])
     return hours
 
 
@@ -302,6 +350,30 @@ def desired_entry(calendar: Calendar, iss_day: IssDay, hours: Mapping[str, Mappi
     return _Desired("working", markets, reason)
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def hours_line(day: date, desired: _Desired, hours: Mapping[str, Mapping[date, list]]) -> str | None:
+    """"2026-02-07 Sat: eq 10:00-19:00 (ISS); fo 10:00-19:00 (ISS)" for a special trading day."""
+    if desired.status != "working" or desired.markets is None:
+        return None
+    parts = []
+    for market in MARKETS:
+        if market not in desired.markets:
+            continue
+        sessions = desired.markets[market]
+        if sessions is None:
+            parts.append(f"{market} default sessions (ISS gave no hours)")
+            continue
+        spans = ",".join(f"{s}-{e}" for s, e in sessions)
+        origin = "ISS" if hours.get(market, {}).get(day) else "file's weekend template"
+        parts.append(f"{market} {spans} ({origin})")
+    closed = [m for m in MARKETS if m not in desired.markets]
+    if closed:
+        parts.append(f"{'/'.join(closed)} closed")
+    return f"{day} {_WEEKDAYS[day.weekday()]}: " + "; ".join(parts)
+
+
 def _same(existing: DayOverride, desired: _Desired) -> bool:
     wanted = desired.as_override()
     return (existing.status, existing.markets, existing.source) == (wanted.status, wanted.markets, wanted.source)
@@ -350,6 +422,9 @@ def sync_calendar(client, path: str, date_from: date, date_till: date, dry_run: 
                 desired = desired_entry(calendar, iss_days[day], hours)
             except LookupError:
                 continue  # ISS does not know: keep whatever the file says
+            line = hours_line(day, desired, hours) if desired is not None else None
+            if line is not None:
+                result.hours.append(line)
             existing = calendar.override(day)
             if existing is not None and existing.source != "iss":
                 if desired is None or not _same(DayOverride(existing.status, existing.markets, "iss"), desired):
@@ -423,6 +498,10 @@ def main_calendar_sync(argv: list[str]) -> int:
         return 1
     if args.dry_run:
         sys.stdout.write(result.diff_text or "no changes\n")
+        print("session hours of the special trading days (main sessions of TQBR/CETS/RFUD, "
+              "auctions excluded):")
+        for line in result.hours or ["(none in this range)"]:
+            print(f"  {line}")
     for line in result.changes:
         print(line)
     verb = "would add" if args.dry_run else "added"
