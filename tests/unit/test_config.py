@@ -350,3 +350,118 @@ def test_config_is_frozen():
     cfg = load_config(None, {})
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.iss.auth = "apikey"  # type: ignore[misc]
+
+
+# ----- hosts, response cap, hostile files (issues 13 and 14) ------------------------
+
+def billion_laughs(levels: int = 9, width: int = 9, pad: int = 0) -> str:
+    """The classic alias bomb: `width ** levels` strings from a few hundred bytes."""
+    lines = ['lol0: &lol0 "' + "lol" * (1 + pad) + '"']
+    for level in range(1, levels + 1):
+        lines.append(f"lol{level}: &lol{level} [" + ", ".join([f"*lol{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _cli_exit(config: Path, env_extra: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOEX_", "TELEGRAM_"))}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "exporter", f"--config.file={config}", "--once"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("text, names", [
+    ("iss: {auth: apikey, base_url: 'https://iss.moex.com'}\n", ("iss.base_url", "iss.auth=apikey", "apim.moex.com")),
+    ("iss: {auth: passport, base_url: 'https://APIM.moex.com/'}\n", ("iss.base_url", "iss.auth=passport",
+                                                                    "iss.moex.com")),
+])
+def test_credential_sent_to_the_wrong_host_is_refused(tmp_path, text, names):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), SECRETS)
+    message = str(info.value)
+    assert all(name in message for name in names), message
+    assert SECRETS["MOEX_API_KEY"] not in message and SECRETS["MOEX_PASSPORT_PASSWORD"] not in message
+
+
+def test_host_follows_the_auth_mode_unless_set(tmp_path):
+    assert load_config(write(tmp_path, "iss: {auth: passport}\n"), SECRETS).iss.base_url == "https://iss.moex.com"
+    assert load_config(write(tmp_path, "iss: {auth: none}\n"), {}).iss.base_url == "https://iss.moex.com"
+    assert load_config(write(tmp_path, "iss: {auth: apikey}\n"), SECRETS).iss.base_url == DEFAULT_APIM_URL
+    # passport on iss.moex.com and apikey on apim are the right pairs; other hosts are not judged
+    load_config(write(tmp_path, "iss: {auth: passport, base_url: 'https://iss.moex.com'}\n"), SECRETS)
+    load_config(write(tmp_path, "iss: {auth: apikey, base_url: 'https://apim.moex.com'}\n"), SECRETS)
+
+
+def test_wrong_host_exits_2_at_start_naming_the_keys(tmp_path):
+    config = write(tmp_path, "iss: {auth: apikey, base_url: 'https://iss.moex.com'}\n")
+    done = _cli_exit(config, {"MOEX_API_KEY": SECRETS["MOEX_API_KEY"]})
+    assert done.returncode == 2, done.stderr
+    assert "iss.base_url" in done.stderr and "iss.auth=apikey" in done.stderr
+    assert SECRETS["MOEX_API_KEY"] not in done.stderr + done.stdout
+
+
+def test_example_does_not_pin_the_host():
+    """Switching the example to apikey must not keep iss.moex.com (base_url is commented)."""
+    text = (REPO_ROOT / "config.example.yml").read_text(encoding="utf-8")
+    assert "\n  base_url:" not in text and "# base_url: https://iss.moex.com" in text
+    switched = text.replace("\n  auth: none\n", "\n  auth: apikey\n")
+    assert switched != text
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yml"
+        path.write_text(switched, encoding="utf-8")
+        assert load_config(path, SECRETS).iss.base_url == DEFAULT_APIM_URL
+
+
+def test_max_response_bytes(tmp_path):
+    assert load_config(None, {}).iss.max_response_bytes == 64 * 1024 * 1024 == 67108864
+    assert load_config(write(tmp_path, "iss: {max_response_bytes: 1000}\n"), {}).iss.max_response_bytes == 1000
+    for bad in ("0", "-5", "1.5", "'big'", "true"):
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, f"iss: {{max_response_bytes: {bad}}}\n"), {})
+        assert "iss.max_response_bytes" in str(info.value)
+
+
+def test_non_utf8_config_is_a_reason_not_a_traceback(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_bytes("# конфиг\npoll: {interval_seconds: 60}\n".encode("cp1251"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert "not UTF-8" in str(info.value) and "line 1" in str(info.value)
+    done = _cli_exit(path)
+    assert done.returncode == 2, done.stderr
+    assert "not UTF-8" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_billion_laughs_config_is_refused_fast(tmp_path):
+    import time
+
+    text = billion_laughs(pad=4600)   # ~15 KB, 9**9 strings when expanded
+    assert 14_000 < len(text.encode()) < 20_000
+    path = write(tmp_path, "poll: {interval_seconds: 60}\n" + text.replace("lol", "x_lol"))
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert time.monotonic() - started < 0.5
+    assert "aliases" in str(info.value) and len(str(info.value)) < 600
+    done = _cli_exit(path)
+    assert done.returncode == 2 and "aliases" in done.stderr
+
+
+def test_a_few_aliases_still_work(tmp_path):
+    cfg = load_config(write(tmp_path, "telegram: {allowed_user_ids: &ids [1, 2], admin_user_ids: *ids}\n"), {})
+    assert cfg.telegram.admin_user_ids == (1, 2)
+
+
+def test_error_messages_never_render_a_huge_value(tmp_path):
+    huge, key = "A" * 200_000, "K" * 1000   # YAML keys stop at 1024 characters
+    text = (f"iss: {{auth: '{huge}'}}\nmarkets: {{eq: {{endpoints: ['{huge}']}}}}\n"
+            f"{key}: 1\npoll: {{{key}: 1}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), {})
+    assert len(info.value.errors) >= 4
+    assert all(len(line) <= 300 for line in info.value.errors), [len(line) for line in info.value.errors]
