@@ -49,8 +49,8 @@ Credentials: the Bearer key (apikey mode) and the passport cookie go only to the
 origin; the passport's Basic auth only to the passport URL's origin. No message or log line
 carries a secret: URLs are logged through `describe_url`, ISS texts through `mask_secrets`.
 
-Connections: every request is registered with one watchdog thread per client, which shuts
-the socket down when the request's deadline passes (this also ends a header read that
+Connections: every request is registered with one watchdog thread per client (it ends after
+5 s without requests), which shuts the socket down when the request's deadline passes (this also ends a header read that
 trickles); a connection that failed or was cut is closed, never reused.
 """
 
@@ -97,6 +97,7 @@ LOGIN_RETRY_SECONDS = 30.0  # after a passport login that got no answer
 MAX_REDIRECTS = 5
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 READ_CHUNK_BYTES = 64 * 1024
+WATCHDOG_IDLE_SECONDS = 5.0  # the deadline thread ends after this long without a request
 ISS_PAGE_ROWS = 1000  # an answer without a cursor is capped at this many rows (FUTOI)
 MAX_ERROR_TEXT = 300
 _SECRET_PARAM_WORDS = ("key", "token", "password", "passwd", "login", "cert", "secret", "auth")
@@ -386,6 +387,13 @@ class _Watchdog:
     def _run(self) -> None:
         with self._cond:
             while not self._closed:
+                if not self._watches:
+                    # idle: wait a little for the next request, else end (started again lazily)
+                    self._cond.wait(WATCHDOG_IDLE_SECONDS)
+                    if not self._watches:
+                        if self._thread is threading.current_thread():
+                            self._thread = None
+                        return
                 now = time.monotonic()
                 wait: float | None = None
                 for watch in list(self._watches):

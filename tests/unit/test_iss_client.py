@@ -15,7 +15,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from exporter.config import IssConfig
-from exporter.iss import IssClient, IssError, IssStats, describe_url, parse_block
+from exporter.iss import (
+    ERROR_REASONS,
+    IssClient,
+    IssError,
+    IssStats,
+    describe_url,
+    iss_error_text,
+    mask_secrets,
+    parse_block,
+    parse_retry_after,
+)
 from sandbox.procs import free_port
 
 LOGIN, PASSWORD, API_KEY = "robot@example.com", "pa55-Very-Secret", "key-0123456789abcdef"
@@ -479,3 +489,515 @@ def test_passport_concurrent_refusals_reauthenticate_once(fake):
             thread.join(10)
     assert errors == []
     assert passport.logins == 2
+
+
+# --------------------------------------------------------------------------- reasons, ERROR_MESSAGE
+
+
+def test_error_reasons_is_the_one_list():
+    assert ERROR_REASONS == ("http", "timeout", "auth", "parse", "throttled", "iss_error", "too_large", "redirect")
+    for reason in ERROR_REASONS:
+        assert IssError(reason, "x").reason == reason
+    with pytest.raises(ValueError):
+        IssError("block_missing", "x")
+
+
+def test_error_message_answer_is_iss_error_with_its_text_masked_and_capped(fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    text = (f"Неверный параметр date: 2026-13-01 (apikey={API_KEY}, Bearer {API_KEY}) "
+            "\u2028second line " + "x" * 600)
+    fake.route = lambda seen: js({"data": {"columns": ["ERROR_MESSAGE"], "data": [[text]]}})
+    with client_for(fake, auth="apikey", api_key=API_KEY) as client, pytest.raises(IssError) as info:
+        client.get_block(PATH, required_columns=("tradedate", "systime"))
+    exc = info.value
+    assert exc.reason == "iss_error" and exc.status == 200
+    assert "Неверный параметр date: 2026-13-01" in str(exc)  # what the poller logs and /jobs shows
+    assert "block" not in exc.message.split("ISS:")[1][:40]  # not "block missing"
+    assert API_KEY not in str(exc) and API_KEY not in caplog.text
+    assert "\u2028" not in str(exc) and len(exc.message) < 400
+    assert "Неверный параметр" in caplog.text
+    assert len(fake.seen) == 1  # not retried
+
+
+def test_mask_secrets_and_iss_error_text_pure():
+    assert mask_secrets("cookie MicexPassportCert=abc123; x", ()) == "cookie MicexPassportCert=***; x"
+    assert mask_secrets("login robot@example.com failed", ("robot@example.com",)) == "login *** failed"
+    assert len(mask_secrets("y" * 1000)) == 300
+    assert iss_error_text({"data": {"columns": ["ERROR_MESSAGE"], "data": [["no such date"]]}}, "data") == \
+        "no such date"
+    assert iss_error_text({"futoi": {"columns": ["ERROR_MESSAGE"], "data": [["bad"]]}}, "data") == "bad"
+    assert iss_error_text({"data": {"columns": ["ERROR_MESSAGE", "x"], "data": []}}, "data") is None
+    assert iss_error_text(page(rows(1)), "data") is None
+
+
+# --------------------------------------------------------------------------- throttling
+
+
+TOO_MANY = (403, {"Content-Type": "text/html; charset=utf-8"},
+            b"<html><head><title>403 Forbidden</title></head><body>Too Many Requests</body></html>")
+
+
+def test_403_too_many_requests_is_throttled_never_a_relogin(fake):
+    passport = Passport(fake)
+    original = passport.route
+    throttle = {"on": False}
+
+    def route(seen: Seen) -> Reply:
+        if throttle["on"] and seen.path == PATH:
+            return TOO_MANY
+        return original(seen)
+
+    fake.route = route
+    with passport_client(fake) as client:
+        client.get_block(PATH)
+        throttle["on"] = True
+        with pytest.raises(IssError) as info:
+            client.get_block(PATH)
+    assert info.value.reason == "throttled" and info.value.status == 403
+    assert passport.logins == 1  # old main: counted as auth and logged in again
+    assert len(fake.data_requests()) == 2
+
+
+@pytest.mark.parametrize("retry_after", ["30", "http-date"])
+def test_retry_after_backs_off_the_whole_client(fake, retry_after):
+    from email.utils import formatdate
+    value = formatdate(time.time() + 30, usegmt=True) if retry_after == "http-date" else retry_after
+    fake.route = lambda seen: (js({"e": 1}, status=429, extra={"Retry-After": value}) if seen.path == PATH
+                               else js(page(rows(1))))
+    other = "/iss/datashop/algopack/fx/obstats/CNYRUB_TOM.json"
+    with client_for(fake) as client:
+        with pytest.raises(IssError) as first:
+            client.get_block(PATH)
+        assert first.value.reason == "throttled"
+        assert 25 <= client.throttle_remaining() <= 31
+        errors: list[IssError] = []
+
+        def worker() -> None:
+            try:
+                client.get_block(other)
+            except IssError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+    assert len(fake.seen) == 1  # nothing else was sent while the back-off holds
+    assert [e.reason for e in errors] == ["throttled"] * 4
+    assert "not sent" in errors[0].message
+    assert client.stats.snapshot()["requests"] == {"429": 1}
+
+
+def test_throttle_backoff_without_retry_after_grows_waits_when_short_and_resets_on_success(fake):
+    state = {"throttle": True}
+    fake.route = lambda seen: TOO_MANY if state["throttle"] else js(page(rows(1)))
+    with client_for(fake) as client:
+        client.throttle_backoff_base = 0.4
+        delays = []
+        for _ in range(3):
+            with pytest.raises(IssError) as info:
+                client.get_block(PATH)  # a back-off under 1 s is waited out, then sent
+            assert info.value.reason == "throttled"
+            delays.append(client.throttle_remaining())
+        assert len(fake.seen) == 3
+        assert 0.25 <= delays[0] <= 0.41 and 0.5 <= delays[1] <= 0.81 and 1.0 <= delays[2] <= 1.61
+        with pytest.raises(IssError) as info:
+            client.get_block(PATH)  # over 1 s left: fails fast, nothing sent
+        assert info.value.reason == "throttled" and len(fake.seen) == 3
+        state["throttle"] = False
+        deadline = time.monotonic() + 5
+        while client.throttle_remaining() > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(client.get_block(PATH).frame) == 1
+        state["throttle"] = True
+        with pytest.raises(IssError):
+            client.get_block(PATH)
+        assert client.throttle_remaining() <= 0.41  # the streak was reset by the success
+
+
+def test_parse_retry_after():
+    from email.utils import formatdate
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("-5") == 0.0
+    assert 55 <= parse_retry_after(formatdate(time.time() + 60, usegmt=True)) <= 61
+
+
+# --------------------------------------------------------------------------- one login per episode
+
+
+def test_passport_refusal_episode_logs_in_once_for_the_whole_client(fake):
+    passport = Passport(fake)
+    original = passport.route
+    refuse = {"on": False}
+
+    def route(seen: Seen) -> Reply:
+        if refuse["on"] and seen.path == PATH:
+            return js({"error": "forbidden"}, status=401)
+        return original(seen)
+
+    fake.route = route
+    with passport_client(fake) as client:
+        client.get_block(PATH)
+        refuse["on"] = True  # ISS refuses every certificate, old and fresh
+        errors: list[IssError] = []
+        barrier = threading.Barrier(6)
+
+        def worker() -> None:
+            barrier.wait()
+            try:
+                client.get_block(PATH)
+            except IssError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert [e.reason for e in errors] == ["auth"] * 6
+        assert passport.logins == 2  # the first login + ONE re-login (old main: up to 7)
+        for _ in range(3):  # later polls of the same episode: no login at all
+            with pytest.raises(IssError):
+                client.get_block(PATH)
+        assert passport.logins == 2
+        # a bounded cool-down: then one more login is allowed
+        client.reauth_cooldown = 0.0
+        with pytest.raises(IssError):
+            client.get_block(PATH)
+        assert passport.logins == 3
+        # a success ends the episode: the next expiry gets its own single re-login
+        client.reauth_cooldown = 300.0
+        refuse["on"] = False
+        client.get_block(PATH)
+        passport.expire()
+        assert len(client.get_block(PATH).frame) == 1
+        assert passport.logins == 4
+
+
+def test_subscribers_page_is_auth_with_one_relogin(fake):
+    passport = Passport(fake)
+    original = passport.route
+
+    def route(seen: Seen) -> Reply:
+        if seen.path == PATH:
+            return 200, {"Content-Type": "text/html; charset=utf-8"}, \
+                "<html><body>Данные доступны только подписчикам / available only to subscribers</body></html>".encode()
+        return original(seen)
+
+    fake.route = route
+    with passport_client(fake) as client:
+        for _ in range(3):
+            with pytest.raises(IssError) as info:
+                client.get_block(PATH)
+            assert info.value.reason == "auth" and "subscribers" in info.value.message
+    assert passport.logins == 2
+
+
+def test_wrong_password_is_not_tried_again_every_poll(fake):
+    passport = Passport(fake)
+    with passport_client(fake, password="wrong-Secret-42") as client:
+        for _ in range(3):
+            with pytest.raises(IssError) as info:
+                client.get_block(PATH)
+            assert info.value.reason == "auth"
+    assert passport.logins == 0 and [s.path for s in fake.seen] == ["/authenticate"]
+
+
+# --------------------------------------------------------------------------- hostile upstream
+
+
+class RawServer:
+    """`handle(handler)` writes the whole answer itself (status line and all); connections counted."""
+
+    def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None]):
+        server_self = self
+        self.handle = handle
+        self.paths: list[str] = []
+        self.connections = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                server_self.connections += 1
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                server_self.paths.append(self.path)
+                try:
+                    server_self.handle(self)
+                except OSError:
+                    self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _ok_answer(handler: BaseHTTPRequestHandler, body: bytes | None = None) -> None:
+    body = json.dumps(page(rows(1))).encode() if body is None else body
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _drip(handler: BaseHTTPRequestHandler, data: bytes, seconds_per_byte: float = 0.05) -> None:
+    for index in range(len(data)):
+        handler.wfile.write(data[index:index + 1])
+        handler.wfile.flush()
+        time.sleep(seconds_per_byte)
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_trickling_answer_hits_the_whole_request_deadline(where):
+    body = json.dumps(page(rows(3))).encode()
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    calls = {"n": 0}
+
+    def handle(handler: BaseHTTPRequestHandler) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:  # the next request gets a normal answer
+            _ok_answer(handler)
+            return
+        if where == "headers":
+            _drip(handler, head + body)  # 1 byte per 50 ms: every read is "on time"
+        else:
+            handler.wfile.write(head)
+            handler.wfile.flush()
+            _drip(handler, body)
+
+    server = RawServer(handle)
+    threads_before = threading.active_count()
+    try:
+        client = IssClient(IssConfig(base_url=server.url, timeout_seconds=0.6, retries=0), IssStats())
+        started = time.monotonic()
+        with pytest.raises(IssError) as info:
+            client.get_block(PATH)
+        elapsed = time.monotonic() - started
+        assert info.value.reason == "timeout"
+        assert elapsed < 1.5, f"the deadline is 0.6 s, the request took {elapsed:.1f} s"
+        assert client.stats.snapshot()["requests"] == {"error": 1}
+        # the cut connection is not reused: the next request opens a new one and succeeds
+        assert len(client.get_block(PATH).frame) == 1
+        assert server.connections == 2
+        for _ in range(5):
+            client.get_block(PATH)
+        assert threading.active_count() <= threads_before + 4  # one watchdog, server threads
+        watchdog = client._watchdog._thread
+        assert watchdog is not None and watchdog.is_alive()
+        client.close()
+        watchdog.join(3)
+        assert not watchdog.is_alive()  # no thread left behind
+    finally:
+        server.close()
+
+
+def test_deadline_expiry_is_retried_like_any_timeout():
+    body = json.dumps(page(rows(1))).encode()
+    calls = {"n": 0}
+
+    def handle(handler: BaseHTTPRequestHandler) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            _drip(handler, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 5)
+        else:
+            _ok_answer(handler, body)
+
+    server = RawServer(handle)
+    try:
+        with IssClient(IssConfig(base_url=server.url, timeout_seconds=0.4, retries=1, backoff_seconds=0.0),
+                       IssStats()) as client:
+            assert len(client.get_block(PATH).frame) == 1
+            assert client.stats.snapshot()["requests"] == {"error": 1, "200": 1}
+    finally:
+        server.close()
+
+
+def _redirect(location: str, status: int = 302) -> Reply:
+    return status, {"Location": location, "Content-Type": "text/html"}, b"moved"
+
+
+@pytest.mark.parametrize("auth", ["passport", "apikey"])
+def test_redirect_to_another_port_is_refused_and_sends_no_credentials(fake, auth, caplog):
+    caplog.set_level(logging.DEBUG)
+    foreign = FakeIss(route=lambda seen: js(page(rows(1))))
+    try:
+        passport = Passport(fake)
+        original = passport.route
+        fake.route = lambda seen: (_redirect(f"{foreign.url}/steal?token=xyz&cert=abc") if seen.path == PATH
+                                   else original(seen))
+        client = passport_client(fake) if auth == "passport" else client_for(fake, auth="apikey", api_key=API_KEY)
+        with client, pytest.raises(IssError) as info:
+            client.get_block(PATH)
+        assert info.value.reason == "redirect"
+        assert foreign.seen == []  # old main followed it with the cookie / key
+        host = foreign.url.split("//")[1]
+        assert host in info.value.message and host in caplog.text
+        assert "xyz" not in info.value.message and "steal" not in caplog.text
+        assert API_KEY not in caplog.text
+    finally:
+        foreign.close()
+
+
+@pytest.mark.parametrize("location", ["https://127.0.0.1:{port}/iss/x.json", "http://localhost:{port}/iss/x.json"])
+def test_redirect_to_another_scheme_or_host_is_refused(fake, location):
+    port = fake.server.server_address[1]
+    fake.route = lambda seen: _redirect(location.format(port=port)) if seen.path == PATH else js(page(rows(1)))
+    with client_for(fake, auth="apikey", api_key=API_KEY) as client, pytest.raises(IssError) as info:
+        client.get_block(PATH)
+    assert info.value.reason == "redirect"
+    assert len(fake.seen) == 1
+
+
+def test_same_host_redirect_is_followed_with_credentials_and_bounded(fake):
+    passport = Passport(fake)
+    original = passport.route
+    moved = "/iss/datashop/algopack/eq/tradestats/SBER-moved.json"
+
+    def route(seen: Seen) -> Reply:
+        if seen.path == PATH:
+            return _redirect(f"{fake.url}{moved}?from=2026-11-25", status=301)
+        if seen.path == moved:
+            return original(Seen(PATH, seen.params, seen.headers))
+        if seen.path.startswith("/loop"):
+            return _redirect(f"/loop{len(fake.seen)}")
+        return original(seen)
+
+    fake.route = route
+    with passport_client(fake) as client:
+        result = client.get_block(PATH)
+        assert len(result.frame) == 1
+        assert [s.path for s in fake.seen] == ["/authenticate", PATH, moved]
+        assert "MicexPassportCert=cert-1" in fake.seen[-1].headers["cookie"]
+        with pytest.raises(IssError) as info:
+            client.get_block("/loop")
+        assert info.value.reason == "redirect" and "more than 5" in info.value.message
+        assert sum(s.path.startswith("/loop") for s in fake.seen) == 6
+        assert client.stats.snapshot()["requests"]["301"] == 1
+
+
+def test_passport_login_redirect_to_another_host_is_refused(fake):
+    foreign = FakeIss(route=lambda seen: (200, {"Set-Cookie": "MicexPassportCert=evil; Path=/",
+                                                "Content-Type": "text/plain"}, b"ok"))
+    try:
+        fake.route = lambda seen: _redirect(f"{foreign.url}/authenticate")
+        with passport_client(fake) as client, pytest.raises(IssError) as info:
+            client.get_block(PATH)
+        assert info.value.reason == "redirect"
+        assert foreign.seen == []  # old main followed it: Basic auth stripped, but the answer's cookie used
+    finally:
+        foreign.close()
+
+
+def test_plain_answer_over_the_cap_is_too_large(fake):
+    big = page(rows(2000))
+    fake.route = lambda seen: js(big)
+    with client_for(fake) as client:
+        client.max_response_bytes = 10_000
+        with pytest.raises(IssError) as info:
+            client.get_block(PATH)
+    assert info.value.reason == "too_large"
+    assert client.stats.snapshot()["bytes"] == 0  # Content-Length said so: nothing read
+
+
+def test_chunked_answer_over_the_cap_is_too_large_and_connection_closed():
+    body = json.dumps(page(rows(3000))).encode()
+
+    def handle(handler: BaseHTTPRequestHandler) -> None:
+        if handler.path.startswith("/small"):
+            _ok_answer(handler)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        for offset in range(0, len(body), 4096):
+            chunk = body[offset:offset + 4096]
+            handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        handler.wfile.write(b"0\r\n\r\n")
+
+    server = RawServer(handle)
+    try:
+        with IssClient(IssConfig(base_url=server.url, retries=0), IssStats()) as client:
+            client.max_response_bytes = 50_000
+            with pytest.raises(IssError) as info:
+                client.get_block(PATH)
+            assert info.value.reason == "too_large"
+            read = client.stats.snapshot()["bytes"]
+            assert 50_000 <= read < 50_000 + 2 * 65536 + 4096
+            client.get_block("/small")
+            assert server.connections == 2
+    finally:
+        server.close()
+
+
+BOMB_SCRIPT = r'''
+import gzip, json, resource, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # old code: MemoryError, not a dead host
+member = gzip.compress(b" " * (1 << 20), 9)
+body = member * 1024  # gzip members concatenate: ~1 MB on the wire, 1 GiB unpacked
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+    def log_message(self, *a):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+server.daemon_threads = True
+threading.Thread(target=server.serve_forever, daemon=True).start()
+from exporter.config import IssConfig
+from exporter.iss import IssClient, IssError, IssStats
+client = IssClient(IssConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}", retries=0,
+                             timeout_seconds=30), IssStats())
+reason = None
+try:
+    client.get_block("/iss/datashop/algopack/eq/tradestats.json")
+except IssError as exc:
+    reason = exc.reason
+except MemoryError:
+    reason = "MemoryError"
+print(json.dumps({"reason": reason, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "bytes": client.stats.snapshot()["bytes"], "wire": len(body),
+                  "cap": client.max_response_bytes}))
+'''
+
+
+def test_gzip_bomb_is_too_large_with_bounded_memory():
+    import subprocess
+    import sys
+
+    from sandbox.procs import REPO_ROOT
+    done = subprocess.run([sys.executable, "-c", BOMB_SCRIPT], capture_output=True, text=True, timeout=60,
+                          cwd=str(REPO_ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["reason"] == "too_large"
+    assert report["cap"] == 64 * 1024 * 1024  # the default iss.max_response_bytes
+    assert report["maxrss_kb"] < 200 * 1024, report
+    assert 0 < report["bytes"] <= report["wire"]  # wire bytes read, not the unpacked size
