@@ -256,7 +256,7 @@ class SandboxIss:
         expired = successor = None
         if plan.expire is not None and day >= plan.expire[2]:
             expired = plan.expire[0].upper()
-            successor = (plan.expire[1] or self.data.successor(plan.expire[0]) or "").upper() or None
+            successor = plan.expire[1] or self.data.successor(plan.expire[0])
         picks: dict[int, list[int] | None] = {}
         rename = False
         if secid is None:
@@ -265,7 +265,7 @@ class SandboxIss:
             wanted = secid.upper()
             if expired is not None and wanted == expired:
                 positions = []
-            elif successor is not None and wanted == successor:
+            elif successor is not None and wanted == successor.upper():
                 positions, rename = frame.secid_positions(expired), True
             else:
                 positions = frame.secid_positions(secid)
@@ -409,10 +409,9 @@ def _expire_rows(rows: list[list], secids: list[str], expired: str, successor: s
              if sec.upper() == expired] if successor else []
     out: list[list] = []
     for row, sec in zip(rows, secids, strict=True):
-        upper = sec.upper()
-        if upper in (expired, successor):
+        if sec.upper() == expired or sec == successor:
             continue
-        if moved and upper > (successor or ""):
+        if moved and sec > successor:  # type: ignore[operator]
             out.extend(moved)
             moved = []
         out.append(row)
@@ -453,6 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
     _hang_seconds = 0.0
     _drip: dict | None = None
+    _stats_key: tuple | None = None  # set while an /iss request is answered; counted once
     server_version = "sandbox-iss"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
@@ -465,6 +465,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self._hang_seconds:
             delay, self._hang_seconds = self._hang_seconds, 0.0
             time.sleep(delay)
+        if self._stats_key is not None:  # count before the answer goes out: a client that has
+            self.iss._stats.record(*self._stats_key, status, len(body))  # read it sees it counted
+            self._stats_key = None
         if self._drip:
             drip, self._drip = self._drip, None
             return self._send_dripping(drip, status, body, content_type, headers)
@@ -535,6 +538,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self._hang_seconds = 0.0
         self._drip = None
+        self._stats_key = None
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         path = url.path
@@ -603,6 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _iss(self, path: str, query: dict) -> None:
         kind, market, dataset, args = self._route(path)
         status, size = 500, 0
+        self._stats_key = (kind, market, dataset)
         try:
             status, size = self._iss_answer(kind, market, dataset, args, query)
         except HttpError as exc:
@@ -615,7 +620,9 @@ class _Handler(BaseHTTPRequestHandler):
             status = 500
             size = self._send(500, b"internal error\n", "text/plain; charset=utf-8")
         finally:
-            self.iss._stats.record(kind, market, dataset, status, size)
+            if self._stats_key is not None:  # not yet counted by _send
+                self.iss._stats.record(kind, market, dataset, status, size)
+            self._stats_key = None
 
     def _iss_answer(self, kind: str, market: str | None, dataset: str | None, args: tuple,
                     query: dict) -> tuple[int, int]:

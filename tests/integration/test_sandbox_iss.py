@@ -391,3 +391,305 @@ def test_cli_process(calendar_file, tmp_path):
         row = body["data"]["data"][0]
         assert row[1] == "11:55:00" and row[22] == f"{DAY} 11:55:20"
     assert "cli-key" not in (tmp_path / "iss.log").read_text()
+
+
+# ----- real-ISS defaults (iss-api.md §11) ------------------------------------------------------
+
+FUTOI_RI = "/iss/analyticalproducts/futoi/securities/ri.json"
+FUTOI_DAY = "/iss/analyticalproducts/futoi/securities.json"
+
+
+def _requests(iss, kind, market, dataset):
+    return sum(r["requests"] for r in iss.stats()["routes"]
+               if (r["kind"], r["market"], r["dataset"]) == (kind, market, dataset))
+
+
+def _expected_futoi(iss, day, now, secid=None):
+    """What §11 says FUTOI answers: newest bucket first, rows of a bucket together, <= 1000."""
+    rows = []
+    for segment_rows, systime in reversed(iss.published_segments("fo", "futoi", day, now.timestamp(), secid)):
+        rows.extend([*row[:11], systime, row[12]] for row in segment_rows)
+    return rows[:1000]
+
+
+def test_futoi_one_page_newest_first_no_cursor(iss, http):
+    from datetime import date
+    body = get(http, iss, FUTOI_RI, **{"from": DAY, "till": DAY}).json()
+    assert set(body) == {"futoi", "futoi.dates"}                    # no futoi.cursor
+    assert body["futoi.dates"]["data"] == [[DAY, DAY]]
+    columns = body["futoi"]["columns"]
+    assert "systime" in columns and "SYSTIME" not in columns        # FUTOI keeps lower case
+    rows = body["futoi"]["data"]
+    t = columns.index("tradetime")
+    times = [row[t] for row in rows]
+    assert times[0] == "11:55:00" and times == sorted(times, reverse=True)
+    assert len(rows) == 2 * len(set(times)) == 2 * 35                # 09:05 … 11:55, FIZ + YUR
+    assert rows == _expected_futoi(iss, date(2026, 11, 25), msk("12:00"), "ri")
+    # start is ignored, reversed=1 changes nothing (the default is already newest first)
+    iss.reset_stats()
+    assert get(http, iss, FUTOI_RI, start=70, **{"from": DAY, "till": DAY}).json() == body
+    assert get(http, iss, FUTOI_RI, reversed=1, **{"from": DAY, "till": DAY}).json() == body
+    assert _requests(iss, "secid", "fo", "futoi") == 2
+    # whole day at the close: ~2 x buckets rows, far below the cap
+    iss.clock.set(msk("23:59"))
+    rows = get(http, iss, FUTOI_RI, **{"from": DAY, "till": DAY}).json()["futoi"]["data"]
+    assert rows[0][t] == "23:50:00" and rows[-1][t] == "09:05:00" and len(rows) == 2 * 178
+
+
+def test_futoi_all_instruments_newest_1000(iss, http):
+    from datetime import date
+    body = get(http, iss, FUTOI_DAY, date=DAY).json()
+    assert set(body) == {"futoi", "futoi.dates"}
+    rows = body["futoi"]["data"]
+    assert len(rows) == 1000
+    assert rows == _expected_futoi(iss, date(2026, 11, 25), msk("12:00"))
+    t = body["futoi"]["columns"].index("tradetime")
+    seen, last = [], None                                            # buckets stay grouped
+    for row in rows:
+        if row[t] != last:
+            assert row[t] not in seen
+            seen.append(row[t])
+            last = row[t]
+    assert seen[0] == "11:55:00" and seen == sorted(seen, reverse=True)
+    assert get(http, iss, FUTOI_DAY, date=DAY, start=1000).json() == body
+
+
+# ----- refusals ------------------------------------------------------------------------------
+
+def test_throttle_no_subscription_error_message(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"throttle": {"market": "eq", "count": 2}})
+    for _ in range(2):
+        page = get(http, iss, TS)
+        assert page.status_code == 403 and page.headers["Content-Type"].startswith("text/html")
+        assert "Too Many Requests" in page.text
+    assert get(http, iss, TS).status_code == 200
+    control(http, iss, "POST", "/sandbox/faults", {"no_subscription": {"count": 1}})
+    page = get(http, iss, TS)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "available only to subscribers" in page.text
+    assert get(http, iss, TS).headers["Content-Type"].startswith("application/json")
+    control(http, iss, "POST", "/sandbox/faults", {"error_message": {"text": "Нет данных: сбой", "count": 3}})
+    body = get(http, iss, TS, **{"iss.only": "data"}).json()
+    assert body == {"data": {"metadata": {"ERROR_MESSAGE": {"type": "string", "bytes": 765, "max_size": 0}},
+                             "columns": ["ERROR_MESSAGE"], "data": [["Нет данных: сбой"]]}}
+    futoi = get(http, iss, FUTOI_RI).json()
+    assert futoi["futoi"]["columns"] == ["ERROR_MESSAGE"]
+    session = get(http, iss, "/iss/calendars/stock/session.json", **{"iss.meta": "off"}).json()
+    assert session == {"session_schedule": {"columns": ["ERROR_MESSAGE"], "data": [["Нет данных: сбой"]]}}
+    assert get(http, iss, TS).json()["data"]["columns"][0] == "tradedate"
+    assert http.post(iss.url + "/sandbox/faults", data='{"error_message": {"text": 5}}').status_code == 400
+
+
+# ----- hostile answers -------------------------------------------------------------------------
+
+def _raw_get(iss, path, timeout=5.0):
+    import socket
+    sock = socket.create_connection((iss.host, iss.port), timeout=timeout)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    return sock
+
+
+def _read_for(sock, seconds):
+    sock.settimeout(0.05)
+    got, deadline = b"", time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_drip_is_slow_and_blocks_nobody(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"drip": {"market": "eq", "bytes_per_second": 400, "count": 1}})
+    sock = _raw_get(iss, TS + "?latest=1")
+    try:
+        first = _read_for(sock, 0.3)
+        assert first.startswith(b"HTTP/1.1 200 ") and b"\r\n\r\n" in first     # headers at once
+        assert b"Content-Length: " in first
+        started = time.monotonic()
+        fast = get(http, iss, "/iss/datashop/algopack/fx/tradestats.json", latest=1)   # not blocked
+        assert fast.status_code == 200 and time.monotonic() - started < 1.0
+        assert get(http, iss, TS, latest=1).status_code == 200                        # count=1 used up
+        more = _read_for(sock, 1.0)
+        body = first.split(b"\r\n\r\n", 1)[1] + more
+        assert 300 <= len(body) <= 400 * 1.6 + 100                  # ~400 B/s, far from the whole answer
+    finally:
+        sock.close()
+    # headers dripped too: not even the status line within 0.3 s at 10 B/s
+    control(http, iss, "POST", "/sandbox/faults", {"drip": {"bytes_per_second": 10, "headers": True, "count": 1}})
+    sock = _raw_get(iss, TS + "?latest=1")
+    try:
+        head = _read_for(sock, 0.35)
+        assert 1 <= len(head) <= 6 and b"HTTP/1.1 200 OK".startswith(head)
+    finally:
+        sock.close()
+    assert get(http, iss, TS, latest=1).status_code == 200
+
+
+def test_redirect_location(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"redirect": {"location": "http://evil.example:8080/iss/x.json",
+                                                                 "count": 1}})
+    moved = http.get(iss.url + TS, allow_redirects=False, timeout=5)
+    assert moved.status_code == 302 and moved.headers["Location"] == "http://evil.example:8080/iss/x.json"
+    assert http.get(iss.url + TS, allow_redirects=False, timeout=5).status_code == 200
+    control(http, iss, "POST", "/sandbox/faults", {"redirect": {"location": TS + "?latest=1", "status": 307,
+                                                                 "market": "eq", "count": 1}})
+    moved = http.get(iss.url + TS, allow_redirects=False, timeout=5)
+    assert moved.status_code == 307 and moved.headers["Location"] == TS + "?latest=1"
+    assert http.post(iss.url + "/sandbox/faults", data='{"redirect": {"location": "/x", "status": 200}}'
+                     ).status_code == 400
+    codes = next(r for r in iss.stats()["routes"] if (r["kind"], r["market"]) == ("day", "eq"))["status"]
+    assert codes == {"302": 1, "200": 1, "307": 1}
+
+
+def test_gzip_bomb_small_on_the_wire(iss, http):
+    import struct
+    import zlib
+    control(http, iss, "POST", "/sandbox/faults", {"gzip_bomb": {"count": 1}})
+    response = http.get(iss.url + TS, stream=True, timeout=10)
+    assert response.status_code == 200 and response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Content-Type"].startswith("application/json")
+    wire = response.raw.read(decode_content=False)
+    assert len(wire) == int(response.headers["Content-Length"]) and len(wire) < 1_200_000
+    assert struct.unpack("<I", wire[-4:])[0] == 1 << 30               # gzip ISIZE: 1 GiB unpacked
+    assert get(http, iss, TS).headers.get("Content-Encoding") is None
+    size = 48 << 20 | 12345                                            # streamed, never held whole
+    control(http, iss, "POST", "/sandbox/faults", {"gzip_bomb": {"unpacked_bytes": size, "count": 1}})
+    response = http.get(iss.url + TS, stream=True, timeout=10)
+    inflate, total, peak = zlib.decompressobj(31), 0, 0
+    for chunk in response.raw.stream(65536, decode_content=False):
+        data = chunk
+        while data:
+            out = inflate.decompress(data, 1 << 20)
+            total, peak = total + len(out), max(peak, len(out))
+            data = inflate.unconsumed_tail
+    total += len(inflate.flush())
+    assert inflate.eof and total == size and peak <= 1 << 20
+
+
+# ----- data knobs of §11 ---------------------------------------------------------------------
+
+SBER = "/iss/datashop/algopack/eq/tradestats/SBER.json"
+
+
+@pytest.mark.parametrize("kind", ["empty_time", "null_time", "other_day", "future_systime", "off_grid"])
+def test_bad_row_kinds_fixed_place(iss, http, kind):
+    before, _, columns = fetch_all(http, iss, TS)
+    control(http, iss, "POST", "/sandbox/faults", {"bad_row": {"kind": kind, "market": "eq",
+                                                                "dataset": "tradestats"}})
+    td, tt, st, sec = (columns.index(c) for c in ("tradedate", "tradetime", "SYSTIME", "secid"))
+    rows = get(http, iss, SBER).json()["data"]["data"]
+    assert len(rows) == 24 and [r[tt] for r in rows[:23]] == sorted(r[tt] for r in rows[:23])
+    bad, good = rows[23], rows[22]                                       # right after 11:55
+    assert bad[sec] == "SBER" and good[tt] == "11:55:00"
+    expected = {"empty_time": (DAY, "", good[st]), "null_time": (DAY, None, None),
+                "other_day": ("2026-11-26", "11:55:00", good[st]),
+                "future_systime": (DAY, "11:55:00", f"{DAY} 14:00:00"),
+                "off_grid": (DAY, "11:57:30", good[st])}[kind]
+    assert (bad[td], bad[tt], bad[st]) == expected
+    iss.clock.set(msk("12:30"))
+    after, total, _ = fetch_all(http, iss, TS)
+    assert after[:len(before)] == before and after[len(before)][sec] == "SBER"   # append-only
+    assert after[len(before) + 1][tt] == "12:00:00" and len(after) == total
+    assert [r[tt] for r in get(http, iss, SBER).json()["data"]["data"]][22:25] == ["11:55:00", expected[1],
+                                                                                  "12:00:00"]
+    control(http, iss, "DELETE", "/sandbox/faults/bad_row")
+    assert len(get(http, iss, SBER).json()["data"]["data"]) == 29
+
+
+def test_bad_row_futoi_and_validation(iss, http):
+    control(http, iss, "POST", "/sandbox/faults", {"bad_row": {"kind": "other_day", "market": "fo",
+                                                                "dataset": "futoi"}})
+    rows = get(http, iss, FUTOI_RI).json()["futoi"]["data"]
+    assert len(rows) == 71 and rows[0][3] == "11:55:00"                 # newest first, bad row with 11:55
+    dated = [r for r in rows if r[2] == "2026-11-26"]
+    assert len(dated) == 1 and dated[0][3] == "11:55:00" and dated[0][4] == "ri"
+    assert http.post(iss.url + "/sandbox/faults", data='{"bad_row": {"kind": "bogus"}}').status_code == 400
+
+
+def test_expire_probe_successor(iss, http):
+    fo = "/iss/datashop/algopack/fo/tradestats.json"
+    control(http, iss, "POST", "/sandbox/faults", {"expire": {"market": "fo"}})   # SiZ6, from today
+    rows, _, columns = fetch_all(http, iss, fo)
+    sec, val, tt = columns.index("secid"), columns.index("val"), columns.index("tradetime")
+    assert "SiZ6" not in {r[sec] for r in rows}
+    by_bucket: dict[str, list] = {}
+    for row in rows:
+        by_bucket.setdefault(row[tt], []).append(row)
+    assert len(by_bucket) == 35
+    for bucket in by_bucket.values():
+        top = max(bucket, key=lambda r: r[val])
+        assert top[sec] == "SiH7"                                       # takes the probe's liquidity/weight
+        secids = [r[sec] for r in bucket]
+        assert secids == sorted(secids) and secids.count("SiH7") == 1
+    assert get(http, iss, "/iss/datashop/algopack/fo/tradestats/SiZ6.json").json()["data"]["data"] == []
+    assert len(get(http, iss, "/iss/datashop/algopack/fo/obstats/SiH7.json").json()["data"]["data"]) == 35
+    yesterday = fetch_all(http, iss, fo, date="2026-11-24")[0]
+    last = [r for r in yesterday if r[tt] == "23:50:00"]
+    assert max(last, key=lambda r: r[val])[sec] == "SiZ6"               # the day before: SiZ6 leads
+    assert http.post(iss.url + "/sandbox/faults", data='{"expire": {"market": "eq"}}').status_code == 400
+
+
+def test_secid_daypattern(iss, http):
+    iss.clock.set(msk("20:01"))
+    obstats = "/iss/datashop/algopack/eq/obstats.json"
+
+    def counts(path):
+        rows, start = [], 0
+        while True:
+            page = get(http, iss, path, start=start, **{"iss.only": "data", "iss.meta": "off",
+                                                         "data.columns": "tradetime,secid"}).json()["data"]["data"]
+            if not page:
+                break
+            rows.extend(page)
+            start += len(page)
+        out: dict[str, set] = {}
+        for tradetime, secid in rows:
+            out.setdefault(tradetime, set()).add(secid)
+        return out
+
+    plain = counts(obstats)
+    assert len(plain["20:00:00"]) > 0.9 * len(plain["18:00:00"])
+    control(http, iss, "POST", "/sandbox/faults", {"secid_daypattern": {}})
+    eq = counts(obstats)
+    assert eq["18:40:00"] == plain["18:40:00"]
+    assert "SBER" in eq["20:00:00"] and len(eq["20:00:00"]) < 0.5 * len(eq["18:00:00"])
+    fx = counts("/iss/datashop/algopack/fx/tradestats.json")
+    assert "CNY000000TOD" in fx["15:00:00"] and "CNY000000TOD" not in fx["15:05:00"]
+    assert "USD000000TOD" in fx["17:45:00"] and "USD000000TOD" not in fx["17:50:00"]
+    assert "CNYRUB_TOM" in fx["18:55:00"]
+
+
+WEEKEND_CALENDAR = calendar_text("2026-11-28: working")   # Saturday session, Sunday closed
+
+
+def test_weekend_tradedate_next(tmp_path):
+    path = tmp_path / "calendar.yml"
+    path.write_text(WEEKEND_CALENDAR)
+    clock = ManualClock(datetime(2026, 11, 28, 12, 0, tzinfo=MSK))
+    with SandboxIss(str(path), clock, scale=0.2) as iss, requests.Session() as http:
+        sat, mon = "2026-11-28", "2026-11-30"
+        default = fetch_all(http, iss, TS, date=sat)[0]
+        assert default and {r[0] for r in default} == {sat}                  # default: calendar date
+        assert fetch_all(http, iss, TS, date=mon)[1] == 0
+        control(http, iss, "POST", "/sandbox/faults", {"weekend_tradedate": {"mode": "next"}})
+        assert fetch_all(http, iss, TS, date=sat)[1] == 0
+        filed = fetch_all(http, iss, TS, date=mon)[0]
+        assert [r[1:] for r in filed] == [r[1:] for r in default] and {r[0] for r in filed} == {mon}
+        sber = get(http, iss, SBER, **{"from": mon, "till": mon}).json()["data"]["data"]
+        assert len(sber) == 23 and {r[0] for r in sber} == {mon}
+        assert get(http, iss, SBER, **{"from": sat, "till": sat}).json()["data"]["data"] == []
+        futoi = get(http, iss, FUTOI_RI, **{"from": mon, "till": mon}).json()["futoi"]
+        cols = futoi["columns"]
+        assert {(r[cols.index("tradedate")], r[cols.index("trade_session_date")]) for r in futoi["data"]} == {(mon, mon)}
+        clock.set(datetime(2026, 11, 30, 11, 0, tzinfo=MSK))                  # Monday: appended after Saturday
+        monday = fetch_all(http, iss, TS, date=mon)[0]
+        assert monday[:len(filed)] == filed                                    # append-only across the days
+        assert len(monday) > len(filed) and {r[0] for r in monday} == {mon}
+        assert fetch_all(http, iss, TS, date=sat)[1] == 0
+        control(http, iss, "DELETE", "/sandbox/faults/weekend_tradedate")        # back to calendar dates
+        assert {r[0] for r in fetch_all(http, iss, TS, date=sat)[0]} == {sat}
