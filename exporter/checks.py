@@ -1,58 +1,192 @@
-"""Pure checks on ISS rows: bucket times, holes, secid counts, hi2 presence, liquidity.
+"""Pure checks on ISS rows: bucket times, bad rows, holes, secid counts, hi2 presence, liquidity.
 
 No I/O and no clock here: callers pass "now" and the calendar's answers, so every rule
 is tested on plain data. Bucket times are END times (ISS labels a 5-minute bucket by its end).
+
+Rows arrive as plain records (one dict per row, lower-case column names); `records()` turns
+a client block (a DataFrame today) into them, so the checks need no pandas.
+
+One odd row never fails a poll (iss-api.md §11 "nulls"): `check_rows` skips it with one of
+`REJECT_REASONS` and the caller counts it in `algopack_rows_rejected_total`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
-
-import pandas as pd
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 from .clock import MSK
 
+if TYPE_CHECKING:
+    from .calendar import Calendar
+
 TIME_COLUMNS = ("tradedate", "tradetime", "systime")
+# Why a row was skipped (the `reason` label of algopack_rows_rejected_total). Checked in the
+# order bad_time, other_day, off_grid, future_systime, before_bucket: the first that applies.
+REJECT_REASONS = ("bad_time", "other_day", "future_systime", "off_grid", "before_bucket")
+# A SYSTIME later than now + this is not a real load time (clock skew or a bad row).
+FUTURE_SYSTIME_SLACK_SECONDS = 60.0
+# A row cannot be loaded before its bucket ended; more than this before is impossible
+# (e.g. a weekend session's rows filed under the next trading day, seen on that day).
+BEFORE_BUCKET_SLACK_SECONDS = 60.0
+GRID_MINUTES = 5
+_WEEKEND_LOOKAHEAD_DAYS = 30
+
+Record = Mapping[str, Any]
 
 
 class RowsError(ValueError):
-    """Rows that cannot be interpreted (bad date/time values): a parse error, never a crash."""
+    """Rows that cannot be interpreted at all (a required column is missing): a parse error."""
 
 
 @dataclass(frozen=True)
 class Rows:
-    """Rows of one instrument reduced to what the checks need, in the order ISS returned them."""
+    """Rows of one instrument reduced to what the checks need, in the order ISS returned them.
+
+    Only accepted rows are in `buckets`/`systimes`; `rejected` lists the skipped ones as
+    (reason, row key) so a caller can count each bad row once."""
 
     buckets: tuple[float, ...]   # bucket END as Unix time, one per row (duplicates possible: futoi FIZ/YUR)
     systimes: tuple[float, ...]  # SYSTIME as Unix time, aligned with buckets
+    rejected: tuple[tuple[str, tuple], ...] = field(default=())
 
     @property
     def empty(self) -> bool:
         return not self.buckets
 
 
-def _to_unix(values: pd.Series, fmt: str, what: str) -> pd.Series:
-    parsed = pd.to_datetime(values, format=fmt, errors="coerce")
-    if parsed.isna().any():
-        bad = values[parsed.isna()].iloc[0]
-        raise RowsError(f"bad {what} value {bad!r}")
-    localized = parsed.dt.tz_localize(MSK, ambiguous="raise", nonexistent="raise")
-    return localized.map(lambda ts: ts.timestamp()).astype("float64")
+def records(block: Any) -> list[dict[str, Any]]:
+    """A client block (DataFrame or a list of dicts) → list of dicts with lower-case keys."""
+    if block is None:
+        return []
+    if hasattr(block, "to_dict"):
+        rows = block.to_dict("records")
+    else:
+        rows = list(block)
+    return [{str(k).lower(): v for k, v in row.items()} for row in rows]
 
 
-def rows_from_frame(frame: pd.DataFrame) -> Rows:
-    """tradedate+tradetime (Moscow) → bucket end; systime → load time. Columns lower-case."""
-    if frame.empty:
-        return Rows((), ())
-    missing = [c for c in TIME_COLUMNS if c not in frame.columns]
-    if missing:
-        raise RowsError(f"missing column(s) {', '.join(missing)}")
-    stamp = frame["tradedate"].astype(str).str.strip() + " " + frame["tradetime"].astype(str).str.strip()
-    buckets = _to_unix(stamp, "%Y-%m-%d %H:%M:%S", "tradedate/tradetime")
-    systimes = _to_unix(frame["systime"].astype(str).str.strip(), "%Y-%m-%d %H:%M:%S", "systime")
-    return Rows(tuple(buckets.tolist()), tuple(systimes.tolist()))
+def _text(value: Any) -> str | None:
+    """A cell as stripped text; None for null / NaN / empty."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def row_key(record: Record) -> tuple[str | None, str | None]:
+    """What identifies a row's place for the incremental cursor's overlap check: its raw
+    tradedate and tradetime text (bad rows included, since ISS's offsets count them)."""
+    return (_text(record.get("tradedate")), _text(record.get("tradetime")))
+
+
+def _identity(record: Record) -> tuple:
+    return tuple((k, repr(v)) for k, v in record.items())
+
+
+def _parse_date(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        return None
+
+
+def _parse_time(text: str | None) -> time | None:
+    if text is None:
+        return None
+    try:
+        return datetime.strptime(text, "%H:%M:%S").time()
+    except ValueError:
+        return None
+
+
+def _parse_systime(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=MSK)
+        except ValueError:
+            continue
+    return None
+
+
+def reject_reason(record: Record, day: date, accepted_dates: Iterable[date], now_ts: float
+                  ) -> tuple[str | None, float | None, float | None]:
+    """(reason or None, bucket end, systime) of one row polled for `day`.
+
+    The bucket end is `day` + tradetime whatever tradedate (one of `accepted_dates`) ISS
+    filed the row under: a weekend session's rows may carry the next trading day's date."""
+    tradedate = _parse_date(_text(record.get("tradedate")))
+    tradetime = _parse_time(_text(record.get("tradetime")))
+    systime = _parse_systime(_text(record.get("systime")))
+    if tradedate is None or tradetime is None or systime is None:
+        return "bad_time", None, None
+    if tradedate not in set(accepted_dates):
+        return "other_day", None, None
+    bucket = datetime.combine(day, tradetime, tzinfo=MSK).timestamp()
+    loaded = systime.timestamp()
+    if tradetime.second or tradetime.microsecond or tradetime.minute % GRID_MINUTES:
+        return "off_grid", bucket, loaded
+    if loaded > now_ts + FUTURE_SYSTIME_SLACK_SECONDS:
+        return "future_systime", bucket, loaded
+    if loaded < bucket - BEFORE_BUCKET_SLACK_SECONDS:
+        return "before_bucket", bucket, loaded
+    return None, bucket, loaded
+
+
+def check_rows(rows: Sequence[Record], day: date, now_ts: float,
+               accepted_dates: Iterable[date] | None = None) -> Rows:
+    """Accepted rows of `day` as bucket ends + systimes; every other row is skipped with a reason."""
+    if rows:
+        missing = [c for c in TIME_COLUMNS if c not in rows[0]]
+        if missing:
+            raise RowsError(f"missing column(s) {', '.join(missing)}")
+    dates = tuple(accepted_dates) if accepted_dates is not None else (day,)
+    buckets: list[float] = []
+    systimes: list[float] = []
+    rejected: list[tuple[str, tuple]] = []
+    for record in rows:
+        reason, bucket, loaded = reject_reason(record, day, dates, now_ts)
+        if reason is not None:
+            rejected.append((reason, _identity(record)))
+            continue
+        assert bucket is not None and loaded is not None
+        buckets.append(bucket)
+        systimes.append(loaded)
+    return Rows(tuple(buckets), tuple(systimes), tuple(rejected))
+
+
+def weekend_session(calendar: Calendar, market: str, day: date) -> bool:
+    """A weekend or holiday session of `market` (§7, §11): it trades on `day`, and `day` is a
+    Saturday/Sunday or a weekday entry that lists only some markets (weekend-style)."""
+    if not calendar.is_working_day(day, market):
+        return False
+    if day.weekday() >= 5:
+        return True
+    entry = calendar.override(day)
+    return entry is not None and entry.markets is not None and len(entry.markets) < 3
+
+
+def polled_dates(calendar: Calendar, market: str, day: date) -> tuple[date, ...]:
+    """The tradedates whose rows belong to `day`'s session: (D,) on an ordinary day; on a
+    weekend session (D, N) with N the next ordinary trading day, since ISS may file the
+    session's rows under N (§11 "weekend sessions"). Query from=D till=N then."""
+    if not weekend_session(calendar, market, day):
+        return (day,)
+    candidate = day
+    for _ in range(_WEEKEND_LOOKAHEAD_DAYS):
+        candidate += timedelta(days=1)
+        if calendar.is_working_day(candidate, market) and not weekend_session(calendar, market, candidate):
+            return (day, candidate)
+    return (day,)
 
 
 def newest(rows: Rows) -> tuple[float, float] | None:
@@ -91,44 +225,74 @@ def lag_seconds(now: float, newest_systime: float | None, session_start: float |
     return max(0.0, now - max(anchors))
 
 
-def secids_per_interval(frame: pd.DataFrame) -> pd.Series:
-    """Distinct secids per tradetime (index: tradetime string)."""
-    if frame.empty:
-        return pd.Series(dtype="int64")
+def secids_per_interval(rows: Any) -> dict[str, int]:
+    """Distinct secids per tradetime text ("HH:MM:SS"); rows without both values are ignored."""
+    recs = records(rows)
+    if not recs:
+        return {}
     for column in ("tradetime", "secid"):
-        if column not in frame.columns:
+        if column not in recs[0]:
             raise RowsError(f"missing column {column}")
-    return frame.groupby("tradetime")["secid"].nunique()
+    sets: dict[str, set[str]] = {}
+    for record in recs:
+        tradetime, secid = _text(record.get("tradetime")), _text(record.get("secid"))
+        if tradetime is None or secid is None or _parse_time(tradetime) is None:
+            continue
+        sets.setdefault(tradetime, set()).add(secid)
+    return {tradetime: len(secids) for tradetime, secids in sets.items()}
 
 
-def newest_interval_secids(frame: pd.DataFrame) -> tuple[str, int] | None:
-    """(tradetime, distinct secids) of the newest interval present in the frame."""
-    counts = secids_per_interval(frame)
-    if counts.empty:
+def newest_interval_secids(rows: Any) -> tuple[str, int] | None:
+    """(tradetime, distinct secids) of the newest interval present in the rows."""
+    counts = secids_per_interval(rows)
+    if not counts:
         return None
-    newest_time = max(counts.index)
-    return str(newest_time), int(counts[newest_time])
+    newest_time = max(counts)
+    return newest_time, counts[newest_time]
 
 
-def max_secids_per_interval(frame: pd.DataFrame) -> int:
-    counts = secids_per_interval(frame)
-    return int(counts.max()) if not counts.empty else 0
+def max_secids_per_interval(rows: Any) -> int:
+    counts = rows if isinstance(rows, dict) else secids_per_interval(rows)
+    return max(counts.values()) if counts else 0
 
 
-def has_rows_for_day(frame: pd.DataFrame, day: date) -> bool:
-    if frame.empty or "tradedate" not in frame.columns:
-        return False
-    return bool((frame["tradedate"].astype(str).str.strip() == day.isoformat()).any())
+def has_rows_for_day(rows: Any, day: date | Iterable[date], not_loaded_before: float | None = None) -> bool:
+    """Rows filed under `day` (or one of several dates) exist; with `not_loaded_before`, only
+    rows whose SYSTIME is not earlier (another day's rows filed under this date do not count)."""
+    days = {day} if isinstance(day, date) else set(day)
+    wanted = {d.isoformat() for d in days}
+    for record in records(rows):
+        if _text(record.get("tradedate")) not in wanted:
+            continue
+        if not_loaded_before is not None and "systime" in record:
+            loaded = _parse_systime(_text(record.get("systime")))
+            if loaded is not None and loaded.timestamp() < not_loaded_before:
+                continue
+        return True
+    return False
 
 
-def most_liquid(frame: pd.DataFrame, value_column: str = "val") -> str | None:
+def most_liquid(rows: Any, value_column: str = "val") -> str | None:
     """Secid with the largest summed traded value (falls back to volume)."""
-    if frame.empty or "secid" not in frame.columns:
+    recs = records(rows)
+    if not recs or "secid" not in recs[0]:
         return None
-    column = value_column if value_column in frame.columns else "vol"
-    if column not in frame.columns:
+    column = value_column if value_column in recs[0] else "vol"
+    if column not in recs[0]:
         raise RowsError(f"missing column {value_column}")
-    totals = pd.to_numeric(frame[column], errors="coerce").fillna(0).groupby(frame["secid"]).sum()
-    if totals.empty or totals.max() <= 0:
+    totals: dict[str, float] = {}
+    for record in recs:
+        secid = _text(record.get("secid"))
+        if secid is None:
+            continue
+        try:
+            value = float(record.get(column) or 0.0)
+        except (TypeError, ValueError):
+            value = 0.0
+        if math.isnan(value):
+            value = 0.0
+        totals[secid] = totals.get(secid, 0.0) + value
+    if not totals:
         return None
-    return str(totals.idxmax())
+    best = max(sorted(totals), key=lambda s: totals[s])  # ties: first by name, as before
+    return best if totals[best] > 0 else None

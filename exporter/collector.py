@@ -40,7 +40,7 @@ from .calendar import Calendar, CalendarStore
 from .clock import Clock
 from .config import PollConfig
 from .iss import IssStats
-from .state import ERROR_REASONS, PairState, StateStore
+from .state import ERROR_REASONS, REJECT_REASONS, PairState, StateStore
 
 if TYPE_CHECKING:
     from .scheduler import CalendarSyncJob
@@ -103,6 +103,10 @@ class AlgopackCollector(Collector):
         secids_prev = GaugeMetricFamily("algopack_obstats_secids_prev_day_max",
                                         "Max distinct secids per obstats interval over the previous trading day",
                                         labels=["market"])
+        secids_same = GaugeMetricFamily("algopack_obstats_secids_prev_day_same_interval",
+                                        "Distinct obstats secids of the previous trading day in the same interval "
+                                        "(tradetime) as algopack_obstats_secids; NaN when that day had no such "
+                                        "interval", labels=["market"])
         today = now.date()
         for market in self.markets:
             current = calendar.current_session(market, now)
@@ -120,7 +124,9 @@ class AlgopackCollector(Collector):
             if obstats is not None:
                 secids.add_metric([market], _value(obstats.secids))
                 secids_prev.add_metric([market], _value(obstats.prev_day_max))
-        yield from (session_open, checking, session_start, elapsed, hi2_present, hi2_expected, secids, secids_prev)
+                secids_same.add_metric([market], _value(obstats.prev_day_same_interval))
+        yield from (session_open, checking, session_start, elapsed, hi2_present, hi2_expected, secids, secids_prev,
+                    secids_same)
         threshold = GaugeMetricFamily("algopack_delay_threshold_seconds", "The configured delay threshold (DELAY)")
         threshold.add_metric([], self.delay_threshold_seconds)
         yield threshold
@@ -198,6 +204,9 @@ class AlgopackCollector(Collector):
         up = GaugeMetricFamily("algopack_up", "1 if the last poll of this pair succeeded", labels=labels)
         polls = CounterMetricFamily("algopack_polls", "Polls attempted", labels=labels)
         errors = CounterMetricFamily("algopack_poll_errors", "Failed polls by reason", labels=[*labels, "reason"])
+        rejected = CounterMetricFamily("algopack_rows_rejected",
+                                       "ISS rows skipped by reason (bad_time, other_day, future_systime, off_grid, "
+                                       "before_bucket); the rest of the answer is used", labels=[*labels, "reason"])
         duration = HistogramMetricFamily("algopack_poll_duration_seconds", "Time per poll", labels=labels)
         last_success = GaugeMetricFamily("algopack_last_poll_success_timestamp_seconds", "Last successful poll",
                                          labels=labels)
@@ -208,9 +217,12 @@ class AlgopackCollector(Collector):
             polls.add_metric(key, float(state.polls_total))
             for reason in ERROR_REASONS:
                 errors.add_metric([*key, reason], float(state.errors.get(reason, 0)))
+            if state.endpoint in INTRADAY:
+                for reason in REJECT_REASONS:
+                    rejected.add_metric([*key, reason], float(state.rejected.get(reason, 0)))
             duration.add_metric(key, state.duration.cumulative(), state.duration.sum)
             last_success.add_metric(key, _value(state.last_success_ts))
-        yield from (up, polls, errors, duration, last_success)
+        yield from (up, polls, errors, rejected, duration, last_success)
 
         requests_total = CounterMetricFamily("algopack_iss_requests", "HTTP requests sent to ISS by status",
                                              labels=["status"])

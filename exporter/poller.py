@@ -12,15 +12,14 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from datetime import date, datetime
-
-import pandas as pd
+from datetime import date, datetime, timedelta
+from types import MappingProxyType
 
 from . import checks
 from .calendar import CalendarStore
 from .clock import Clock
 from .iss import IssClient, IssError
-from .rhythm import RhythmParams, next_hi2_poll, next_intraday_poll
+from .rhythm import DEADLINE_MARGIN, RhythmParams, next_hi2_poll, next_intraday_poll
 from .state import PairState, StateStore
 
 log = logging.getLogger("exporter.poller")
@@ -28,6 +27,8 @@ log = logging.getLogger("exporter.poller")
 ALGOPACK = "/iss/datashop/algopack/{market}/{dataset}"
 FUTOI_TICKER = "/iss/analyticalproducts/futoi/securities/{ticker}.json"
 SECID_COLUMNS = ("tradetime", "secid")
+# While the `auto` probe has no row today, look at today's rows for a new one at most this often.
+PROBE_RECHECK_SECONDS = 300.0
 
 
 def _day(day: date) -> str:
@@ -111,19 +112,27 @@ class Poller:
     def _poll_once(self, state: PairState, now: datetime) -> PairState:
         today = now.date()
         if state.day != today:
-            state = replace(state, day=today, rows_seen=0, last_row_bucket=None,
-                            seen_buckets=frozenset(), hi2_present=False)
-        probe = self.probe_for(state.market, state.endpoint, today)
-        if probe != state.probe:
-            state = replace(state, probe=probe, rows_seen=0, last_row_bucket=None, seen_buckets=frozenset())
+            state = replace(state, day=today, rows_seen=0, last_row_key=None, seen_buckets=frozenset(),
+                            rejected_keys=frozenset(), hi2_present=False)
+        state = self._with_probe(state, today)
         if state.endpoint == "hi2":
             return self._poll_hi2(state, today)
         grew_before = len(state.seen_buckets)
         state = self._poll_rows(state, today)
+        if self._probe_has_no_rows_today(state, now) and self._rechoose_probe(state.market, today, state.probe):
+            # The previous day's most liquid contract does not trade today (expired): read
+            # the new probe's rows in this same poll, so its buckets never look missing.
+            state = self._poll_rows(self._with_probe(state, today), today)
         if state.endpoint == "obstats":
-            state = self._ensure_prev_day_max(state, today)
+            state = self._ensure_prev_day_counts(state, today)
             if len(state.seen_buckets) != grew_before or state.secids_day != today:
                 state = self._count_secids(state, today)
+        return state
+
+    def _with_probe(self, state: PairState, today: date) -> PairState:
+        probe = self.probe_for(state.market, state.endpoint, today)
+        if probe != state.probe:
+            state = replace(state, probe=probe, rows_seen=0, last_row_key=None, seen_buckets=frozenset())
         return state
 
     def _rows_route(self, state: PairState) -> tuple[str, str]:
@@ -131,33 +140,47 @@ class Poller:
             return FUTOI_TICKER.format(ticker=state.probe), "futoi"
         return ALGOPACK.format(market=state.market, dataset=state.endpoint) + f"/{state.probe}.json", "data"
 
-    def _fetch_rows(self, state: PairState, today: date, start: int) -> pd.DataFrame:
+    def _fetch_rows(self, state: PairState, days: tuple[date, ...], start: int) -> list[dict]:
         path, block = self._rows_route(state)
-        params = {"from": _day(today), "till": _day(today)}
+        params = {"from": _day(days[0]), "till": _day(days[-1])}
+        # FUTOI has no cursor and ignores `start` (iss-api.md §11): one request, the whole
+        # answer (~2 x 160 rows for one ticker and day, under its 1000-row cap).
+        futoi = state.endpoint == "futoi"
         result = self.client.get_block(path, params, block=block, required_columns=checks.TIME_COLUMNS,
-                                       all_pages=True, start=start)
-        return result.frame
+                                       all_pages=not futoi, start=0 if futoi else start)
+        return checks.records(result.frame)
 
     def _poll_rows(self, state: PairState, today: date) -> PairState:
-        start = max(state.rows_seen - 1, 0)
-        frame = self._fetch_rows(state, today, start)
-        rows = self._checked(checks.rows_from_frame, frame)
-        if state.rows_seen > 0 and (rows.empty or abs(rows.buckets[0] - (state.last_row_bucket or -1)) > 0.5):
-            # The row we saw last is not where we left it: ISS reloaded or reordered the day.
-            log.info("re-reading day market=%s endpoint=%s reason=overlap-mismatch", state.market, state.endpoint)
-            frame = self._fetch_rows(state, today, 0)
-            rows = self._checked(checks.rows_from_frame, frame)
-            if rows.empty:
-                # Rows we already saw today vanished: a bad answer, not a day without data.
-                raise IssError("parse", f"no rows for {today} after {state.rows_seen} were seen")
-            # Buckets seen earlier stay seen: a re-read adds late rows, it never un-publishes.
-            seen: frozenset[float] = state.seen_buckets | frozenset(rows.buckets)
-            rows_seen = len(rows.buckets)
+        """Read the probe's new rows of today; bad rows are skipped and counted, never fatal."""
+        days = checks.polled_dates(self.calendars.current, state.market, today)
+        if state.endpoint == "futoi":
+            raw = self._fetch_rows(state, days, 0)
+            rows_seen, last_key = len(raw), None
         else:
-            seen = state.seen_buckets | frozenset(rows.buckets)
-            rows_seen = start + len(rows.buckets)
-        state = replace(state, seen_buckets=seen, rows_seen=rows_seen,
-                        last_row_bucket=rows.buckets[-1] if rows.buckets else state.last_row_bucket)
+            start = max(state.rows_seen - 1, 0)
+            raw = self._fetch_rows(state, days, start)
+            if state.rows_seen > 0 and (not raw or checks.row_key(raw[0]) != state.last_row_key):
+                # The row we saw last is not where we left it: ISS reloaded or reordered the day.
+                log.info("re-reading day market=%s endpoint=%s reason=overlap-mismatch", state.market, state.endpoint)
+                raw = self._fetch_rows(state, days, 0)
+                if not raw:
+                    # Rows we already saw today vanished: a bad answer, not a day without data.
+                    raise IssError("parse", f"no rows for {today} after {state.rows_seen} were seen")
+                start = 0
+            # ISS's offsets count every row, the rejected ones too.
+            rows_seen = start + len(raw)
+            last_key = checks.row_key(raw[-1]) if raw else state.last_row_key
+        rows = self._checked(checks.check_rows, raw, today, self.clock.timestamp(), days)
+        counted = state.with_rejected(rows.rejected)
+        if counted is not state:
+            for reason in checks.REJECT_REASONS:
+                added = counted.rejected.get(reason, 0) - state.rejected.get(reason, 0)
+                if added:
+                    log.warning("rows rejected market=%s endpoint=%s reason=%s rows=%d",
+                                state.market, state.endpoint, reason, added)
+        # Buckets seen earlier stay seen: a re-read adds late rows, it never un-publishes.
+        state = replace(counted, seen_buckets=state.seen_buckets | frozenset(rows.buckets), rows_seen=rows_seen,
+                        last_row_key=last_key)
         newest = checks.newest(rows)
         if newest is not None and (state.last_tradetime_ts is None or newest[0] >= state.last_tradetime_ts):
             bucket, systime = newest
@@ -166,40 +189,51 @@ class Poller:
         return state
 
     def _poll_hi2(self, state: PairState, today: date) -> PairState:
+        days = checks.polled_dates(self.calendars.current, state.market, today)
         path = ALGOPACK.format(market=state.market, dataset="hi2") + f"/{state.probe}.json"
-        result = self.client.get_block(path, {"from": _day(today), "till": _day(today)},
+        result = self.client.get_block(path, {"from": _day(days[0]), "till": _day(days[-1])},
                                        required_columns=("tradedate", "secid"), all_pages=False)
-        present = checks.has_rows_for_day(result.frame, today)
+        # Rows loaded before today are another day's (a weekend session's, filed under today).
+        start_of_day = datetime.combine(today, datetime.min.time(), tzinfo=self.clock.now().tzinfo).timestamp()
+        present = checks.has_rows_for_day(result.frame, days, not_loaded_before=start_of_day)
         if present and not state.hi2_present:
             log.info("hi2 published market=%s day=%s", state.market, today)
         return replace(state, hi2_present=present)
 
     def _count_secids(self, state: PairState, today: date) -> PairState:
         path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
-        result = self.client.get_block(path, {"date": _day(today), "latest": 1}, required_columns=SECID_COLUMNS,
-                                       columns=SECID_COLUMNS, all_pages=True)
-        newest = self._checked(checks.newest_interval_secids, result.frame)
+        newest = None
+        for day in checks.polled_dates(self.calendars.current, state.market, today):
+            result = self.client.get_block(path, {"date": _day(day), "latest": 1}, required_columns=SECID_COLUMNS,
+                                           columns=SECID_COLUMNS, all_pages=True)
+            newest = self._checked(checks.newest_interval_secids, result.frame)
+            if newest is not None:
+                break
         if newest is None:
             return state
         interval, count = newest
         return replace(state, secids_interval=interval, secids=count, secids_day=today)
 
-    def _ensure_prev_day_max(self, state: PairState, today: date) -> PairState:
+    def _ensure_prev_day_counts(self, state: PairState, today: date) -> PairState:
+        """Distinct secids per interval of the previous trading day (one download a day):
+        today's newest interval is compared with the SAME interval of that day (§11)."""
         prev = self.calendars.current.previous_working_day(today, state.market)
-        if state.prev_day == prev and state.prev_day_max is not None:
+        if state.prev_day == prev and state.prev_day_counts is not None:
             return state
         path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
         result = self.client.get_block(path, {"date": _day(prev)}, required_columns=SECID_COLUMNS,
                                        columns=SECID_COLUMNS, all_pages=True, max_pages=2000)
-        maximum = self._checked(checks.max_secids_per_interval, result.frame)
-        log.info("previous day obstats max market=%s day=%s secids=%d", state.market, prev, maximum)
-        return replace(state, prev_day=prev, prev_day_max=maximum)
+        counts = self._checked(checks.secids_per_interval, result.frame)
+        maximum = checks.max_secids_per_interval(counts)
+        log.info("previous day obstats market=%s day=%s intervals=%d max_secids=%d", state.market, prev,
+                 len(counts), maximum)
+        return replace(state, prev_day=prev, prev_day_max=maximum, prev_day_counts=MappingProxyType(counts))
 
     @staticmethod
-    def _checked(check, frame: pd.DataFrame):
-        """Run a pure check on ISS rows; rows it cannot interpret are a parse error of the poll."""
+    def _checked(check, *args):
+        """Run a pure check on ISS rows; rows it cannot interpret at all are a parse error."""
         try:
-            return check(frame)
+            return check(*args)
         except checks.RowsError as exc:
             raise IssError("parse", str(exc)) from exc
 
@@ -214,7 +248,8 @@ class Poller:
         return self.auto_probe(market, today)
 
     def auto_probe(self, market: str, today: date) -> str:
-        """Most liquid contract by the previous trading day's traded value; once per day."""
+        """Most liquid contract by the previous trading day's traded value; once per day
+        (re-chosen from today's rows when that contract has none: `_rechoose_probe`)."""
         cached = self.store.probe(market, today)
         if cached:
             return cached
@@ -225,11 +260,13 @@ class Poller:
             path = ALGOPACK.format(market=market, dataset="tradestats") + ".json"
             prev = self.calendars.current.previous_working_day(today, market)
             secid = None
+            by = "prev-day"
             for day, params in ((prev, {"date": _day(prev)}), (today, {"date": _day(today), "latest": 1})):
                 result = self.client.get_block(path, params, required_columns=("secid", "val"),
                                                columns=("secid", "val"), all_pages=True, max_pages=2000)
                 secid = self._checked(checks.most_liquid, result.frame)
                 if secid:
+                    by = "prev-day" if day == prev else "today"
                     log.info("probe chosen market=%s secid=%s by=tradestats-val day=%s", market, secid, day)
                     break
             if not secid:
@@ -238,5 +275,37 @@ class Poller:
                     raise IssError("parse", f"no {market} tradestats rows to choose the probe contract from")
                 secid = previous
                 log.warning("probe kept market=%s secid=%s reason=no-rows", market, secid)
-            self.store.set_probe(market, today, secid)
+            self.store.set_probe(market, today, secid, by=by)
             return secid
+
+    def _probe_has_no_rows_today(self, state: PairState, now: datetime) -> bool:
+        """An `auto` probe chosen by yesterday's value with no row of today although the
+        first bucket of today is at its missing deadline (the rhythm's last poll before it)."""
+        if state.endpoint in ("hi2", "futoi") or self.config.markets[state.market].probe != "auto":
+            return False
+        choice = self.store.probe_choice(state.market, now.date())
+        if choice is None or choice.by != "prev-day" or state.seen_buckets:
+            return False
+        if choice.checked_ts is not None and now.timestamp() - choice.checked_ts < PROBE_RECHECK_SECONDS:
+            return False
+        soon = now + DEADLINE_MARGIN + timedelta(seconds=1)
+        return bool(self.calendars.current.due_buckets(state.market, soon, self.params.grace.total_seconds()))
+
+    def _rechoose_probe(self, market: str, today: date, old: str | None) -> bool:
+        """Choose the probe again from today's rows (`latest=1`); True when it changed."""
+        with self._probe_lock:
+            choice = self.store.probe_choice(market, today)
+            if choice is None or choice.by != "prev-day" or choice.secid != old:
+                return choice is not None and choice.secid != old  # another pair re-chose already
+            path = ALGOPACK.format(market=market, dataset="tradestats") + ".json"
+            result = self.client.get_block(path, {"date": _day(today), "latest": 1},
+                                           required_columns=("secid", "val"), columns=("secid", "val"),
+                                           all_pages=True, max_pages=2000)
+            secid = self._checked(checks.most_liquid, result.frame)
+            if not secid or secid == old:
+                # Nobody traded yet (or the old one leads after all): ask again a while later.
+                self.store.set_probe(market, today, choice.secid, by="prev-day", checked_ts=self.clock.timestamp())
+                return False
+            log.warning("probe re-chosen market=%s old=%s new=%s reason=no-rows-today", market, old, secid)
+            self.store.set_probe(market, today, secid, by="today")
+            return True

@@ -13,9 +13,14 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from types import MappingProxyType
 
+from .checks import REJECT_REASONS
+from .iss import ERROR_REASONS  # the one list of poll error reasons (the collector shows each)
+
+__all__ = ["ERROR_REASONS", "REJECT_REASONS", "Histogram", "PairState", "ProbeChoice", "Snapshot", "StateStore"]
+
 # Poll duration histogram buckets (seconds): ISS answers in 0.05–2 s; retries and paging longer.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-ERROR_REASONS = ("http", "timeout", "auth", "parse")
+
 
 Pair = tuple[str, str]
 
@@ -51,19 +56,25 @@ class PairState:
     # Cursor over today's rows of the probe instrument (incremental polling).
     day: date | None = None
     probe: str | None = None
-    rows_seen: int = 0
-    last_row_bucket: float | None = None       # bucket of the row at index rows_seen-1 (overlap check)
+    rows_seen: int = 0                         # ALL rows ISS returned for the day, rejected ones too
+    last_row_key: tuple | None = None          # raw (tradedate, tradetime) of row rows_seen-1 (overlap check)
     seen_buckets: frozenset[float] = frozenset()
+    # Bad rows skipped (checks.REJECT_REASONS): counts since start; keys of today's, so a
+    # row read again (overlap row, futoi's whole-day answer) is counted once.
+    rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    rejected_keys: frozenset[tuple] = frozenset()
     # Newest data ever seen (kept across failures and days: never faked fresh).
     last_tradetime_ts: float | None = None
     last_systime_ts: float | None = None
     publish_delay_seconds: float | None = None
-    # obstats: distinct secids in the newest interval and the previous trading day's max.
+    # obstats: distinct secids in the newest interval, and the previous trading day's
+    # count per interval (tradetime "HH:MM:SS" -> distinct secids) and its max.
     secids_interval: str | None = None
     secids: int | None = None
     secids_day: date | None = None
     prev_day: date | None = None
     prev_day_max: int | None = None
+    prev_day_counts: Mapping[str, int] | None = None
     # hi2: presence for `day`.
     hi2_present: bool = False
     # Health.
@@ -80,6 +91,25 @@ class PairState:
     def pair(self) -> Pair:
         return (self.market, self.endpoint)
 
+    @property
+    def prev_day_same_interval(self) -> int | None:
+        """Distinct secids of the previous trading day in the newest interval's tradetime;
+        None when unknown or that day had no such interval."""
+        if self.prev_day_counts is None or self.secids_interval is None:
+            return None
+        return self.prev_day_counts.get(self.secids_interval)
+
+    def with_rejected(self, rejected: Iterable[tuple[str, tuple]]) -> PairState:
+        """Count the rows of `rejected` (reason, row identity) not counted yet today."""
+        new = [(reason, key) for reason, key in rejected if key not in self.rejected_keys]
+        if not new:
+            return self
+        counts = dict(self.rejected)
+        for reason, _ in new:
+            counts[reason] = counts.get(reason, 0) + 1
+        keys = self.rejected_keys | frozenset(key for _, key in new)
+        return replace(self, rejected=MappingProxyType(counts), rejected_keys=keys)
+
     def with_error(self, reason: str) -> PairState:
         errors = dict(self.errors)
         errors[reason] = errors.get(reason, 0) + 1
@@ -87,9 +117,20 @@ class PairState:
 
 
 @dataclass(frozen=True)
+class ProbeChoice:
+    """The `auto` probe of a market for `day`: chosen by the previous day's traded value
+    (by="prev-day") or again from today's rows (by="today", after it had none)."""
+
+    day: date
+    secid: str
+    by: str = "prev-day"
+    checked_ts: float | None = None  # last time today's rows were consulted for a re-choice
+
+
+@dataclass(frozen=True)
 class Snapshot:
     pairs: Mapping[Pair, PairState]
-    probes: Mapping[str, tuple[date, str]] = field(default_factory=lambda: MappingProxyType({}))
+    probes: Mapping[str, ProbeChoice] = field(default_factory=lambda: MappingProxyType({}))
     taken_ts: float = 0.0
 
 
@@ -114,16 +155,21 @@ class StateStore:
             pairs[state.pair] = state
             self._snapshot = replace(self._snapshot, pairs=MappingProxyType(pairs), taken_ts=now_ts)
 
-    def set_probe(self, market: str, day: date, secid: str) -> None:
+    def set_probe(self, market: str, day: date, secid: str, by: str = "prev-day",
+                  checked_ts: float | None = None) -> None:
         with self._lock:
             probes = dict(self._snapshot.probes)
-            probes[market] = (day, secid)
+            probes[market] = ProbeChoice(day, secid, by, checked_ts)
             self._snapshot = replace(self._snapshot, probes=MappingProxyType(probes))
 
-    def probe(self, market: str, day: date) -> str | None:
+    def probe_choice(self, market: str, day: date) -> ProbeChoice | None:
         entry = self._snapshot.probes.get(market)
-        return entry[1] if entry and entry[0] == day else None
+        return entry if entry and entry.day == day else None
+
+    def probe(self, market: str, day: date) -> str | None:
+        entry = self.probe_choice(market, day)
+        return entry.secid if entry else None
 
     def last_probe(self, market: str) -> str | None:
         entry = self._snapshot.probes.get(market)
-        return entry[1] if entry else None
+        return entry.secid if entry else None
