@@ -155,6 +155,7 @@ def test_cli_dry_run_writes_nothing_and_broken_answer_exits_nonzero(exchange, ta
     assert dry.returncode == 0, dry.stderr
     assert "+++" in dry.stdout and "+  2026-02-07:" in dry.stdout
     assert "would add" in dry.stdout
+    assert "  2026-02-07 Sat: eq 10:00-19:00 (ISS); fo 10:00-19:00 (ISS); fx closed" in dry.stdout  # the hours
     assert target.read_bytes() == before
 
     requests.post(f"{url}/sandbox/calendar-fault", json={"mode": "html"}, timeout=5).raise_for_status()
@@ -170,3 +171,24 @@ def test_cli_dry_run_writes_nothing_and_broken_answer_exits_nonzero(exchange, ta
     assert real.returncode == 0, real.stderr
     assert "kept manual 1" in real.stdout
     assert load_calendar(str(target)).day_source(date(2026, 2, 7)) == "iss"
+
+
+def test_weekend_session_at_unusual_hours_gets_the_exchange_hours(client, exchange, target):
+    """iss-api.md §11 "session schedule": the hours come from session_schedule (TQBR/RFUD main
+    rows, auctions not counted), not from the weekday defaults or the file's weekend template."""
+    _, source = exchange
+    original = source.read_text()
+    saturday = date(2026, 10, 3)
+    try:
+        set_day(str(source), saturday, "working", "exchange", source="iss",
+                markets={"eq": [["11:00", "15:30"]], "fo": [["11:05", "15:35"]]})
+        result = sync_calendar(client, str(target), saturday - timedelta(days=1), saturday + timedelta(days=2))
+        ours = load_calendar(str(target))
+        assert [(s.start.strftime("%H:%M"), s.end.strftime("%H:%M")) for s in ours.sessions("eq", saturday)] \
+            == [("11:00", "15:30")]
+        assert [(s.start.strftime("%H:%M"), s.end.strftime("%H:%M")) for s in ours.sessions("fo", saturday)] \
+            == [("11:05", "15:35")]
+        assert not ours.is_working_day(saturday, "fx")
+        assert "2026-10-03 Sat: eq 11:00-15:30 (ISS); fo 11:05-15:35 (ISS); fx closed" in result.hours
+    finally:
+        source.write_text(original)
