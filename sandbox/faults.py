@@ -4,8 +4,10 @@ Two families:
 - data knobs change WHEN a bucket is published (stop, slow, delay_profile, hi2_late,
   drop_intervals) or WHICH rows it has (drop_intervals scope=probe, drop_secids);
 - request knobs change HOW a request is answered (http_error, hang, malformed, html,
-  empty, break_paging, missing_columns) and the auth knobs (expire_auth, cookie_ttl,
-  auth_html).
+  empty, break_paging, missing_columns, throttle, error_message, no_subscription, drip,
+  redirect, gzip_bomb) and the auth knobs (expire_auth, cookie_ttl, auth_html);
+- ISS-shape knobs change WHAT a published set looks like (bad_row, weekend_tradedate,
+  expire, secid_daypattern; applied by sandbox/iss.py when it serves a set).
 
 stop/slow are kept as time windows even after they are cleared, so rows published during
 or after a fault keep a stable `systime` (a resumed backlog carries the resume moment).
