@@ -21,6 +21,7 @@ from .state import StateStore
 
 log = logging.getLogger("exporter")
 
+LAST_ERROR_CHARS = 300  # /jobs shows at most this much of an error text
 READY_AFTER_SECONDS = 60.0  # real seconds; ready anyway if ISS is slow to answer the first polls
 
 
@@ -41,7 +42,9 @@ class ExporterApp:
         self.collector = AlgopackCollector(self.store, self.calendars, clock, self.stats,
                                            config.delay_threshold_seconds, config.poll, markets,
                                            calendar_sync=self.calendar_sync)
-        self.registry = CollectorRegistry(auto_describe=False)
+        # Collectors without names (ours describes nothing: its families are dynamic) must still
+        # answer `/metrics?name[]=...`: prometheus_client only filters those when told so.
+        self.registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)
         self.http: ExporterHTTPServer | None = None
@@ -54,8 +57,7 @@ class ExporterApp:
         self.calendars.on_reload.append(self._calendar_changed)
         self.calendars.start_watching(self.config.calendar.reload_interval_seconds)
         host, port = split_listen_address(listen_address)
-        self.http = ExporterHTTPServer((host or "127.0.0.1", port), self.registry, self.scheduler.jobs,
-                                       self.ready)
+        self.http = ExporterHTTPServer((host or "127.0.0.1", port), self.registry, self.jobs, self.ready)
         self.http.start()
         self._started = time.monotonic()
         self.scheduler.start()
@@ -71,6 +73,20 @@ class ExporterApp:
         # Ready once every pair that should have been polled at start has been.
         return all(state.polled or not self.scheduler.polled_at_start(state.pair)
                    for state in self.store.snapshot.pairs.values())
+
+    def jobs(self) -> list[dict]:
+        """The scheduler's jobs for /jobs, each poll with its pair's last error (None after a success)."""
+        rows = self.scheduler.jobs()
+        pairs = self.store.snapshot.pairs
+        for row in rows:
+            kind, _, rest = row["id"].partition(":")
+            market, _, endpoint = rest.partition(":")
+            state = pairs.get((market, endpoint)) if kind == "poll" else None
+            error = state.last_error if state is not None else None
+            if error is None and row["id"].startswith("calendar") and self.calendar_sync is not None:
+                error = self.calendar_sync.last_error
+            row["last_error"] = error[:LAST_ERROR_CHARS] if error else None
+        return rows
 
     def _calendar_changed(self, *_args) -> None:
         log.info("calendar reloaded; re-planning polls")
