@@ -149,3 +149,14 @@ def test_render_prometheus_config_for_local_runs(tmp_path: Path) -> None:
 
     bare = render_prometheus_config(tmp_path / "bare.yml", "127.0.0.1:1", None)
     assert "alerting" not in yaml.safe_load(bare.read_text(encoding="utf-8"))
+
+
+def test_obstats_alert_compares_with_the_same_interval_of_the_previous_day() -> None:
+    """iss-api.md §11: the secid count follows the time of day, so the alert compares a bucket
+    with the same bucket of the previous trading day, never with that day's maximum; and the
+    promtool tests cover a dip yesterday had too, a real loss, and no such interval yesterday."""
+    rule = next(r for r in alert_rules() if r["alert"] == "AlgopackObstatsSecidsDropped")
+    assert "algopack_obstats_secids_prev_day_same_interval" in rule["expr"]
+    assert "prev_day_max" not in rule["expr"]
+    text = (PROM / "tests" / "hi2_obstats_test.yml").read_text(encoding="utf-8")
+    assert "algopack_obstats_secids_prev_day_same_interval" in text and "NaN" in text
