@@ -823,7 +823,9 @@ def test_deadline_expiry_is_retried_like_any_timeout():
     try:
         with IssClient(IssConfig(base_url=server.url, timeout_seconds=0.4, retries=1, backoff_seconds=0.0),
                        IssStats()) as client:
+            started = time.monotonic()
             assert len(client.get_block(PATH).frame) == 1
+            assert time.monotonic() - started < 2.0  # old main: the trickle ran its whole 12 s
             assert client.stats.snapshot()["requests"] == {"error": 1, "200": 1}
     finally:
         server.close()
