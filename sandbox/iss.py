@@ -760,7 +760,9 @@ class _Handler(BaseHTTPRequestHandler):
                 segments.extend(self._day_segments(market, dataset, day, today, now_ts, secid, columns, next_mode))
                 day += timedelta(days=1)
         if query.get("latest") in ("1", "true") and segments:
-            segments = segments[-1:]
+            # the newest bucket (with a bad_row row placed right after it, if any)
+            newest = max((i for i, seg in enumerate(segments) if seg[1] is not None), default=len(segments) - 1)
+            segments = segments[newest:]
         name = "futoi" if futoi else "data"
         dates = {f"{name}.dates": {"metadata": {"from": {"type": "date", "bytes": 10, "max_size": 0},
                                                  "till": {"type": "date", "bytes": 10, "max_size": 0}},

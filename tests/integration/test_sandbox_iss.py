@@ -591,6 +591,8 @@ def test_bad_row_kinds_fixed_place(iss, http, kind):
                 "future_systime": (DAY, "11:55:00", f"{DAY} 14:00:00"),
                 "off_grid": (DAY, "11:57:30", good[st])}[kind]
     assert (bad[td], bad[tt], bad[st]) == expected
+    latest = get(http, iss, SBER, latest=1).json()["data"]["data"]
+    assert latest == [good, bad]                                         # latest=1: newest bucket + its bad row
     iss.clock.set(msk("12:30"))
     after, total, _ = fetch_all(http, iss, TS)
     assert after[:len(before)] == before and after[len(before)][sec] == "SBER"   # append-only

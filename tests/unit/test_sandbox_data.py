@@ -250,3 +250,56 @@ def test_moments_parse_today_and_iso():
     assert faults.moment("2026-11-24T10:15:00+03:00") == (
         datetime(2026, 11, 25, 10, 15, tzinfo=MSK) - timedelta(days=1)).timestamp()
     assert faults.moment(None) == clock.timestamp()
+
+
+def test_new_request_knobs_defaults_and_validation():
+    faults = Faults(_clock(12, 0))
+    faults.set("drip", count=1)
+    assert faults.take("drip", "eq", "tradestats") == {"bytes_per_second": 1.0, "headers": False}
+    assert faults.take("drip", "eq", "tradestats") is None
+    faults.set("gzip_bomb")
+    assert faults.take("gzip_bomb", "fo", "obstats") == {"unpacked_bytes": 1 << 30}
+    faults.set("redirect", location="/x")
+    assert faults.take("redirect", None, "calendar") == {"location": "/x", "status": 302}
+    faults.set("error_message", count=1)
+    assert faults.take("error_message", "eq", "hi2")["text"]
+    faults.set("throttle", market="fx")
+    assert faults.take("throttle", "eq", "tradestats") is None and faults.take("throttle", "fx", "hi2") == {}
+    for name, params in [("drip", {"bytes_per_second": 0}), ("redirect", {}), ("redirect", {"location": "/x",
+                         "status": 200}), ("gzip_bomb", {"unpacked_bytes": -1}), ("error_message", {"text": 1}),
+                         ("bad_row", {"kind": "late"}), ("expire", {"market": "eq"}),
+                         ("expire", {"day": "tomorrow"}), ("weekend_tradedate", {"mode": "sometimes"})]:
+        with pytest.raises(FaultError):
+            faults.set(name, **params)
+
+
+def test_shape_knobs_in_the_plan(source):
+    clock = _clock(12, 0)
+    faults = Faults(clock)
+    assert faults.plan("eq", "tradestats", DAY).bad_rows == []
+    faults.set("bad_row", kind="off_grid", market="eq")
+    faults.set("bad_row", kind="null_time", market="eq", dataset="obstats")
+    assert [k for k, _, _ in faults.plan("eq", "obstats", DAY).bad_rows] == ["off_grid", "null_time"]
+    assert faults.plan("fx", "obstats", DAY).bad_rows == []
+    faults.clear("bad_row", market="eq", dataset="obstats", scoped=True)
+    assert [k for k, _, _ in faults.plan("eq", "obstats", DAY).bad_rows] == ["off_grid"]
+    faults.set("expire")
+    assert faults.plan("fo", "tradestats", DAY).expire == ("SiZ6", None, DAY)
+    assert faults.plan("fo", "futoi", DAY).expire is None                 # futoi is per underlying
+    faults.set("secid_daypattern")
+    assert faults.plan("eq", "obstats", DAY).daypattern and not faults.plan("eq", "hi2", DAY).daypattern
+    assert not faults.plan("fo", "obstats", DAY).daypattern
+    faults.set("weekend_tradedate", mode="next")
+    assert faults.plan("fo", "futoi", DAY).weekend_next
+
+
+def test_expiry_successor_and_day_pattern(source):
+    assert source.successor("SiZ6") == "SiH7" and source.successor("sih7") == "SiM7"
+    assert source.successor("BRF7") == "BRG7" and source.successor("SiM7") is None
+    assert source.successor("NOPE") is None
+    eq = source.daypattern("eq")
+    assert eq("18:40:00") == set() and "SBER" not in eq("19:10:00") and len(eq("19:10:00")) == 250 - 85
+    fx = source.daypattern("fx")
+    assert fx("15:00:00") == set() and fx("15:05:00") == {"CNY000000TOD", "CNYRUBTODTOM"}
+    assert fx("17:50:00") == {"CNY000000TOD", "CNYRUBTODTOM", "USD000000TOD", "EUR_RUB__TOD", "USDRUBTODTOM"}
+    assert source.daypattern("fo") is None
