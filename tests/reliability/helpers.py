@@ -115,3 +115,59 @@ def find_secrets(text: str, known: Iterable[str]) -> list[str]:
         if secret and (secret in text or quote(secret, safe="") in text):
             found.append(secret)
     return found
+
+
+# ---------------------------------------------------------------------------- stacks
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.3):
+    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        time.sleep(step)
+
+
+def parse_exposition(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def pair_samples(metrics: dict, name: str, **match: str) -> dict[tuple[str, str], float]:
+    """{(market, endpoint): value} of metric `name` whose labels include `match`."""
+    out = {}
+    for (metric, labels), value in metrics.items():
+        labels = dict(labels)
+        if metric == name and "endpoint" in labels and all(labels.get(k) == v for k, v in match.items()):
+            out[(labels["market"], labels["endpoint"])] = value
+    return out
+
+
+def rules_with_short_for(tmp: Path, alerts: dict[str, str]) -> Path:
+    """A copy of the shipped rule files where the `for:` of each alert in `alerts` is
+    replaced ({"AlgopackPollFailing": "20s"}): expressions stay the shipped ones, only the
+    wait is shortened so a test sees the alert fire in seconds instead of minutes."""
+    out = tmp / "rules"
+    out.mkdir(parents=True, exist_ok=True)
+    for source in RULES.parent.glob("*.yml"):
+        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+        current = None
+        for index, line in enumerate(lines):
+            match = re.match(r"\s*- alert: (\S+)", line)
+            if match:
+                current = match.group(1)
+            elif current in alerts and re.match(r"\s*for: ", line):
+                lines[index] = re.sub(r"for: \S+", f"for: {alerts[current]}", line)
+                current = None
+        (out / source.name).write_text("".join(lines), encoding="utf-8")
+    return out
