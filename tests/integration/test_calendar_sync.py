@@ -182,6 +182,13 @@ def test_weekend_session_at_unusual_hours_gets_the_exchange_hours(client, exchan
     try:
         set_day(str(source), saturday, "working", "exchange", source="iss",
                 markets={"eq": [["11:00", "15:30"]], "fo": [["11:05", "15:35"]]})
+        url, _ = exchange
+        answer = requests.get(f"{url}/iss/calendars/stock/session.json",
+                              params={"from": saturday.isoformat(), "till": saturday.isoformat()}, timeout=5).json()
+        block = answer["session_schedule"]                    # §11: the real block name and columns
+        rows = [dict(zip(block["columns"], row, strict=True)) for row in block["data"]]
+        assert {(r["boardid"], r["type"], r["time_from"]) for r in rows} >= {
+            ("TQBR", "opening_auction", "10:50:00"), ("TQBR", "main", "11:00:00")}
         result = sync_calendar(client, str(target), saturday - timedelta(days=1), saturday + timedelta(days=2))
         ours = load_calendar(str(target))
         assert [(s.start.strftime("%H:%M"), s.end.strftime("%H:%M")) for s in ours.sessions("eq", saturday)] \
