@@ -24,7 +24,7 @@ from exporter.config import load_config
 from sandbox.procs import free_port
 from sandbox.telegram import FakeTelegram
 from tests.calendars import calendar_text
-from tests.unit.test_config import billion_laughs
+from tests.unit.test_calendar_files import calendar_bomb
 
 from .test_bot import ALLOWED_USER, ENV, GROUP, BotRunner, ask, press, write_config
 
@@ -117,8 +117,7 @@ def test_calendar_with_the_file_missing_says_so_in_russian(bot):
 
 def test_yaml_bomb_calendar_is_refused_fast_and_the_bot_keeps_answering(bot):
     tg, mount = bot["tg"], bot["mount"]
-    bomb = "x_anchors:\n" + "".join(f"  {line}\n" for line in billion_laughs(pad=4600).splitlines())
-    reset(mount, bomb + TEXT + f"  {DAY.year}-01-04: *lol9\n")   # TEXT ends inside `days:`
+    reset(mount, calendar_bomb(f"{DAY.year}-01-04"))
     try:
         started = time.monotonic()
         reply = ask(tg, f"/calendar {MONTH}", timeout=10)

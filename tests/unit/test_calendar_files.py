@@ -20,7 +20,6 @@ from exporter.calendar_edit import CalendarReadOnly, apply_edit, clean_comment_t
 from exporter.yamlsafe import MAX_EXPANDED_NODES, check_expansion, short
 
 from ..calendars import calendar_text
-from .test_config import billion_laughs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2027, 3, 3)  # a Wednesday
@@ -39,11 +38,17 @@ def path(tmp_path) -> Path:
 # ----- YAML bombs, bounded errors --------------------------------------------------
 
 
+def calendar_bomb(day: str = "2027-01-04", pad: int = 4600) -> str:
+    """A ~15 KB calendar whose day `reason` is a billion-laughs list: a loader that builds it
+    and an error message that renders it (old `_describe`) would expand 9**9 strings."""
+    lines = [f'      - &lol0 "{"lol" * (1 + pad)}"']
+    for level in range(1, 10):
+        lines.append(f"      - &lol{level} [" + ", ".join([f"*lol{level - 1}"] * 9) + "]")
+    return calendar_text(f"{day}:\n  status: working\n  reason:\n" + "\n".join(line[2:] for line in lines))
+
+
 def _bomb_text() -> str:
-    # The bomb sits under a real key, so a loader that expands it would try to validate it.
-    bomb = billion_laughs(pad=4600)
-    return "x_anchors:\n" + "\n".join("  " + line for line in bomb.splitlines()) + "\n" + calendar_text() \
-        + "days:\n  2027-01-04: *lol9\n"
+    return calendar_bomb()
 
 
 def test_billion_laughs_calendar_is_refused_in_well_under_a_second(path):
