@@ -25,10 +25,12 @@ A dead client costs no rendering: before a worker renders, it peeks at the socke
 
 /metrics is served by prometheus_client's WSGI app (`make_wsgi_app`), so gzip
 (Accept-Encoding), OpenMetrics (Accept) and `name[]` filtering work. Renders are
-coalesced: concurrent requests with the same (Accept, gzip, query) share one rendering
-(single flight), and its bytes are reused for `METRICS_CACHE_SECONDS` (1 s). So an
-exposition can be up to 1 s older than its request; Prometheus scrapes every 15 s or more
-and stamps samples with its own scrape time, so this changes nothing it can see.
+coalesced per variant (negotiated content type, gzip or not, the `name[]` set): concurrent
+requests share one rendering (single flight), and its bytes are reused for
+`METRICS_CACHE_SECONDS` (1 s) after the render started. So an exposition can be up to 1 s
+(plus one render) older than its request; Prometheus scrapes every 15 s or more and stamps
+samples with its own scrape time, so this changes nothing it can see. Only 200 answers are
+kept, at most 32 variants.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import make_wsgi_app
-from prometheus_client.exposition import gzip_accepted
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
 from . import __version__
@@ -100,7 +102,7 @@ class _BadRequest(Exception):
 
 
 class _Conn:
-    __slots__ = ("sock", "fd", "inbuf", "out", "state", "deadline", "served", "keep_alive")
+    __slots__ = ("sock", "fd", "inbuf", "out", "state", "deadline", "served", "keep_alive", "last_active")
 
     def __init__(self, sock: socket.socket, deadline: float):
         self.sock = sock
@@ -111,6 +113,7 @@ class _Conn:
         self.deadline = deadline
         self.served = 0
         self.keep_alive = True
+        self.last_active = time.monotonic()
 
 
 def _default_max_connections() -> int:
@@ -167,8 +170,10 @@ class _CoalescedMetrics:
         self._flights: dict[tuple, _Flight] = {}
 
     def __call__(self, environ: dict) -> tuple[str, list, bytes]:
-        key = (environ.get("HTTP_ACCEPT", ""), gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")),
-               environ.get("QUERY_STRING", ""))
+        # The variant: what the WSGI app will answer, so that Accept spellings or unrelated query
+        # parameters cannot defeat the sharing.
+        key = (choose_encoder(environ.get("HTTP_ACCEPT", ""))[1], gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")),
+               tuple(sorted(parse_qs(environ.get("QUERY_STRING", "")).get("name[]", ()))))
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and time.monotonic() - cached[0] <= self.max_age:
@@ -195,7 +200,8 @@ class _CoalescedMetrics:
             flight.done.set()
 
     def _render(self, environ: dict) -> tuple[str, list, bytes]:
-        self.renders += 1
+        with self._lock:
+            self.renders += 1
         captured: list = []
 
         def start_response(status, headers, exc_info=None):
@@ -231,6 +237,7 @@ class ExporterHTTPServer:
         self.metrics = _CoalescedMetrics(registry, metrics_cache_seconds)
         # Counters for tests and debugging: accepted, requests, dead_dropped, timed_out, evicted.
         self.stats = dict.fromkeys(("accepted", "requests", "dead_dropped", "timed_out", "evicted"), 0)
+        self._stats_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -261,6 +268,10 @@ class ExporterHTTPServer:
     @property
     def open_connections(self) -> int:
         return len(self._conns)
+
+    def _count(self, name: str) -> None:
+        with self._stats_lock:
+            self.stats[name] += 1
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -343,7 +354,7 @@ class ExporterHTTPServer:
                 pass
             conn = _Conn(sock, time.monotonic() + self.header_timeout)
             self._conns[conn.fd] = conn
-            self.stats["accepted"] += 1
+            self._count("accepted")
             self._selector.register(sock, selectors.EVENT_READ, conn)
             while len(self._conns) > self.max_connections:
                 if not self._evict_one():
@@ -359,18 +370,19 @@ class ExporterHTTPServer:
             pass
 
     def _evict_one(self) -> bool:
-        """Close the oldest connection that never completed a request, else the oldest idle one."""
+        """Close the oldest connection that never completed a request, else the longest idle one
+        (a scraper that keeps its connection busy is the last to go)."""
         victim = None
         for conn in self._conns.values():
             if conn.state == _READ:
                 if conn.served == 0:
                     victim = conn
                     break
-                if victim is None:
+                if victim is None or conn.last_active < victim.last_active:
                     victim = conn
         if victim is None:
             return False
-        self.stats["evicted"] += 1
+        self._count("evicted")
         self._close(victim)
         return True
 
@@ -448,6 +460,7 @@ class ExporterHTTPServer:
             self._close(conn)
             return
         conn.state = _READ
+        conn.last_active = time.monotonic()
         conn.deadline = time.monotonic() + (self.header_timeout if conn.inbuf else self.idle_timeout)
         self._selector.register(conn.sock, selectors.EVENT_READ, conn)
         if conn.inbuf:
@@ -459,7 +472,7 @@ class ExporterHTTPServer:
             self._selector.register(self._listener, selectors.EVENT_READ, None)
         expired = [conn for conn in self._conns.values() if conn.state != _WORK and now >= conn.deadline]
         for conn in expired:
-            self.stats["timed_out"] += 1
+            self._count("timed_out")
             self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
@@ -492,9 +505,9 @@ class ExporterHTTPServer:
                 self._wake()
 
     def _serve(self, conn: _Conn, request: Request) -> None:
-        self.stats["requests"] += 1
+        self._count("requests")
         if _peer_closed(conn.sock):
-            self.stats["dead_dropped"] += 1
+            self._count("dead_dropped")
             conn.keep_alive = False
             self._returned.append((conn, None))
             self._wake()

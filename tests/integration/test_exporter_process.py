@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -105,3 +109,64 @@ def test_bad_listen_address_exits_clearly(tmp_path):
     result = run_exporter(f"--config.file={cfg}", "--web.listen-address=localhost")
     assert result.returncode == 2
     assert "cannot listen on localhost" in result.stderr and "host:port" in result.stderr
+
+
+def _proc_status(pid: int, field: str) -> int:
+    for line in open(f"/proc/{pid}/status").read().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_1000_half_open_connections_cost_no_threads_and_scrapes_stay_fast(tmp_path):
+    """Issue 14: ~1200 half-open /metrics connections used to cost a rendering thread each."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 4096:  # this process and the exporter (inherits it)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096 if hard == resource.RLIM_INFINITY else min(4096, hard), hard))
+    clock = FastClock(start=at(11, 0), speed=1)
+    iss = SandboxIss(str(CALENDAR), clock, port=0)
+    iss.start()
+    port = free_port()
+    cfg = write_config(tmp_path, iss.url)
+    proc = ManagedProcess("exporter", python_module("exporter", f"--config.file={cfg}",
+                                                    f"--web.listen-address=127.0.0.1:{port}"),
+                          tmp_path / "exporter.log", env={"ALGOPACK_CLOCK": clock.spec()})
+    socks: list[socket.socket] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/-/ready", timeout=60, proc=proc)
+        assert "algopack_up{" in requests.get(base + "/metrics", timeout=5).text  # the real registry
+        threads_before = _proc_status(proc.pid, "Threads")
+        fds_before = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        for index in range(1000):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            kind = index % 4
+            if kind == 1:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # a partial header
+            elif kind >= 2:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # then close (2) or never read (3)
+            if kind == 2:
+                sock.close()
+            else:
+                socks.append(sock)
+        deadline = time.monotonic() + 30
+        while len(os.listdir(f"/proc/{proc.pid}/fd")) < fds_before + 700 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling: until the exporter holds the half-open connections
+        assert len(os.listdir(f"/proc/{proc.pid}/fd")) >= fds_before + 700
+        times = []
+        with requests.Session() as http:
+            for _ in range(7):
+                started = time.perf_counter()
+                response = http.get(base + "/metrics", timeout=10)
+                times.append(time.perf_counter() - started)
+                assert response.status_code == 200 and "algopack_up" in response.text
+        threads = _proc_status(proc.pid, "Threads")
+        assert statistics.median(times) < 0.1, times
+        assert threads <= threads_before + 1 and threads <= 20, (threads_before, threads)
+    finally:
+        for sock in socks:
+            sock.close()
+        proc.stop()
+        iss.stop()
