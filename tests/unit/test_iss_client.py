@@ -1003,3 +1003,18 @@ def test_gzip_bomb_is_too_large_with_bounded_memory():
     assert report["cap"] == 64 * 1024 * 1024  # the default iss.max_response_bytes
     assert report["maxrss_kb"] < 200 * 1024, report
     assert 0 < report["bytes"] <= report["wire"]  # wire bytes read, not the unpacked size
+
+
+def test_deadline_watchdog_thread_ends_when_idle(fake, monkeypatch):
+    import exporter.iss as iss_module
+    monkeypatch.setattr(iss_module, "WATCHDOG_IDLE_SECONDS", 0.05)
+    fake.route = lambda seen: js(page(rows(1)))
+    client = client_for(fake)  # never closed, as a long-lived client would be
+    client.get_block(PATH)
+    thread = client._watchdog._thread
+    assert thread is not None
+    thread.join(3)
+    assert not thread.is_alive() and client._watchdog._thread is None
+    client.get_block(PATH)  # started again on demand
+    assert client._watchdog._thread is not None
+    client.close()
