@@ -554,13 +554,12 @@ class IssClient:
             payload, status, size = self._get_json(path, page_params)
             nbytes += size
             pages += 1
-            try:
-                frame = parse_block(payload, block, required)
-            except IssError as exc:
-                if exc.reason == "iss_error":
-                    log.warning("iss_error_message path=%s %s", describe_url(path, page_params), exc.message)
-                    raise IssError("iss_error", f"GET {describe_url(path)}: {exc.message}", status) from None
-                raise
+            error_text = iss_error_text(payload, block)
+            if error_text is not None:
+                shown = mask_secrets(error_text, self._secrets())
+                log.warning("iss_error_message path=%s text=%s", describe_url(path, page_params), shown)
+                raise IssError("iss_error", f"GET {describe_url(path)}: ISS: {shown}", status)
+            frame = parse_block(payload, block, required)
             cursor = parse_cursor(payload, block)
             frames.append(frame)
             rows = len(frame)

@@ -504,7 +504,7 @@ def test_error_reasons_is_the_one_list():
 
 def test_error_message_answer_is_iss_error_with_its_text_masked_and_capped(fake, caplog):
     caplog.set_level(logging.DEBUG)
-    text = (f"Неверный параметр date: 2026-13-01 (apikey={API_KEY}, Bearer {API_KEY}) "
+    text = (f"Неверный параметр date: 2026-13-01 (apikey={API_KEY}, Bearer {API_KEY}, ключ {API_KEY}) "
             "\u2028second line " + "x" * 600)
     fake.route = lambda seen: js({"data": {"columns": ["ERROR_MESSAGE"], "data": [[text]]}})
     with client_for(fake, auth="apikey", api_key=API_KEY) as client, pytest.raises(IssError) as info:
