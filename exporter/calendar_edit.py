@@ -64,6 +64,10 @@ class CalendarReadOnly(CalendarError):
     """The calendar cannot be written here (read-only directory, e.g. a ConfigMap)."""
 
 
+class CalendarUnreadable(CalendarError):
+    """The file as it is on disk cannot be read (missing, not UTF-8, a YAML bomb, not YAML)."""
+
+
 def _read_only(path: str, where: str, exc: OSError) -> CalendarReadOnly:
     return CalendarReadOnly(f"{path}: the calendar is read-only here ({where}: {exc.strerror or exc}); "
                             "change it where it comes from (e.g. the ConfigMap)")
@@ -153,21 +157,21 @@ def apply_edit(path: str, mutate: Callable[[CommentedMap], T], *, write: bool = 
             with open(path, encoding="utf-8") as handle:
                 original = handle.read()
         except OSError as exc:
-            raise CalendarError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            raise CalendarUnreadable(f"{path}: cannot read: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
-            raise CalendarError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+            raise CalendarUnreadable(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
         try:
             check_expansion(original, path)
         except YamlBombError as exc:
-            raise CalendarError(str(exc)) from None
+            raise CalendarUnreadable(str(exc)) from None
         yaml = _yaml()
         try:
             doc = yaml.load(original)
         except (YAMLError, ValueError) as exc:
             problem = str(exc)
-            raise CalendarError(f"{path}: not valid YAML: {problem[:400]}") from None
+            raise CalendarUnreadable(f"{path}: not valid YAML: {problem[:400]}") from None
         if not isinstance(doc, CommentedMap):
-            raise CalendarError(f"{path}: the calendar must be a mapping")
+            raise CalendarUnreadable(f"{path}: the calendar must be a mapping")
         result = mutate(doc)
         text = dump_document(doc)
         # Validate what the exporter will read (PyYAML, YAML 1.1), not ruamel's view of it.
@@ -445,5 +449,5 @@ def day_info(calendar: Calendar, day: date) -> dict:
     }
 
 
-__all__ = ["CalendarReadOnly", "EditOutcome", "clean_comment_text", "write_target", "apply_edit", "day_info", "dump_document", "edit_calendar", "effective_status", "make_entry", "markets_node", "put_day",
+__all__ = ["CalendarReadOnly", "CalendarUnreadable", "EditOutcome", "clean_comment_text", "write_target", "apply_edit", "day_info", "dump_document", "edit_calendar", "effective_status", "make_entry", "markets_node", "put_day",
            "remove_day", "set_day", "toggle_day", "find_day_key", "days_map", "entry_source", "entry_status"]

@@ -41,6 +41,7 @@ from typing import Any
 from exporter.calendar import MARKETS, Calendar, CalendarError, DayOverride, parse_calendar_text
 from exporter.calendar_edit import (
     CalendarReadOnly,
+    CalendarUnreadable,
     apply_edit,
     days_map,
     dump_document,
@@ -452,7 +453,7 @@ def sync_calendar(client, path: str, date_from: date, date_till: date, dry_run: 
 
     try:
         outcome = apply_edit(path, mutate, write=not dry_run)
-    except CalendarReadOnly as exc:
+    except (CalendarReadOnly, CalendarUnreadable) as exc:
         raise SyncError(f"nothing written: {exc}") from exc
     except CalendarError as exc:
         raise SyncError(f"the merged calendar would be invalid, nothing written: {exc}") from None

@@ -263,3 +263,29 @@ def test_controls_and_lone_surrogates_never_reach_the_file(path):
 def test_tempfile_module_is_the_one_patched():
     # the read-only test above patches calendar_edit.tempfile.mkstemp: make sure it is used
     assert calendar_edit.tempfile is tempfile
+
+
+def test_calendar_sync_names_an_unreadable_or_read_only_file(tmp_path, monkeypatch):
+    from exporter.calendar_sync import IssDay, SyncError, sync_calendar
+
+    class NoIss:  # ISS itself is replaced below: this test is about the file
+        def get_block(self, *_args, **_kwargs):
+            raise AssertionError("not expected")
+
+    missing = tmp_path / "missing.yml"
+    holiday = IssDay(DAY, {"eq": False, "fx": False, "fo": False}, {"eq": "H", "fx": "H", "fo": "H"})
+    monkeypatch.setattr("exporter.calendar_sync.fetch_off_days", lambda *_a: {DAY: holiday})
+    monkeypatch.setattr("exporter.calendar_sync.fetch_session_hours", lambda *_a: {})
+    with pytest.raises(SyncError) as info:
+        sync_calendar(NoIss(), str(missing), DAY, DAY)
+    assert "nothing written" in str(info.value) and "cannot read" in str(info.value)
+    assert "would be invalid" not in str(info.value)
+    link = configmap(tmp_path, calendar_text())
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(calendar_edit.tempfile, "mkstemp", refuse)
+    with pytest.raises(SyncError) as info:
+        sync_calendar(NoIss(), str(link), DAY, DAY)
+    assert "read-only" in str(info.value) and isinstance(info.value.__cause__, CalendarReadOnly)
