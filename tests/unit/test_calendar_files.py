@@ -289,3 +289,24 @@ def test_calendar_sync_names_an_unreadable_or_read_only_file(tmp_path, monkeypat
     with pytest.raises(SyncError) as info:
         sync_calendar(NoIss(), str(link), DAY, DAY)
     assert "read-only" in str(info.value) and isinstance(info.value.__cause__, CalendarReadOnly)
+
+
+@pytest.mark.parametrize("kind", ["not_utf8", "bomb"])
+def test_exporter_start_with_a_bad_calendar_exits_2_with_the_reason(tmp_path, kind):
+    import sys
+
+    calendar = tmp_path / "calendar.yml"
+    if kind == "not_utf8":
+        calendar.write_bytes(calendar_text(comment="праздники").encode("cp1251"))
+    else:
+        calendar.write_text(calendar_bomb(), encoding="utf-8")
+    config = tmp_path / "config.yml"
+    config.write_text("calendar: {file: calendar.yml}\nmarkets: {eq: {enabled: false}, fx: {enabled: false}, "
+                      "fo: {enabled: false}}\n", encoding="utf-8")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "exporter", f"--config.file={config}", "--once"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert ("not UTF-8" if kind == "not_utf8" else "aliases") in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr) < 2000
+    assert time.monotonic() - started < 30
