@@ -463,7 +463,7 @@ class _Answer:
     url: str
     status: int
     content_type: str
-    body: bytes
+    body: bytes | bytearray
     wire_bytes: int
     location: str | None
     retry_after: str | None
@@ -802,7 +802,7 @@ class IssClient:
                        retry_after=response.headers.get("Retry-After"),
                        cert=response.cookies.get(PASSPORT_COOKIE))
 
-    def _read_body(self, response: requests.Response, watch: _Watch, where: str) -> bytes:
+    def _read_body(self, response: requests.Response, watch: _Watch, where: str) -> bytearray:
         """The body as a stream of small pieces: deadline checked between pieces, size capped
         on the wire and unpacked."""
         raw = response.raw
@@ -846,7 +846,7 @@ class IssClient:
             message = (f"GET {where}: answer not complete within {watch.seconds:g} s" if watch.expired
                        else f"GET {where}: answer cut off ({type(exc).__name__})")
             raise _Retryable("timeout", message) from None
-        return bytes(body)
+        return body  # no copy: json.loads takes a bytearray
 
     # passport --------------------------------------------------------------
     # The certificate is kept here and sent per request (Cookie header, base origin only),
