@@ -1018,3 +1018,34 @@ def test_deadline_watchdog_thread_ends_when_idle(fake, monkeypatch):
     client.get_block(PATH)  # started again on demand
     assert client._watchdog._thread is not None
     client.close()
+
+
+def test_passport_login_same_host_redirect_is_followed_with_basic_auth(fake):
+    passport = Passport(fake)
+    original = passport.route
+
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/login-start":
+            return _redirect("/authenticate")
+        return original(seen)
+
+    fake.route = route
+    client = client_for(fake, auth="passport", passport_url=f"{fake.url}/login-start",
+                        passport_login=LOGIN, passport_password=PASSWORD)
+    with client:
+        assert len(client.get_block(PATH).frame) == 1
+    assert [s.path for s in fake.seen] == ["/login-start", "/authenticate", PATH]
+    assert passport.logins == 1
+
+
+def test_credentials_never_go_to_a_host_other_than_base_url(fake):
+    foreign = FakeIss(route=lambda seen: js(page(rows(1))))
+    try:
+        fake.route = lambda seen: js(page(rows(1)))
+        with client_for(fake, auth="apikey", api_key=API_KEY) as client:
+            client.get_block(f"{foreign.url}{PATH}")  # an absolute URL elsewhere: sent bare
+            client.get_block(PATH)
+        assert "authorization" not in foreign.seen[0].headers
+        assert fake.seen[0].headers["authorization"] == f"Bearer {API_KEY}"
+    finally:
+        foreign.close()
