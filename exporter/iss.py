@@ -42,8 +42,8 @@ Passport: the MicexPassportCert value is sent per request, only to the base URL'
 host and port (never with a redirect elsewhere). On an `auth` refusal the client logs in
 again and retries once; concurrent refusals share that one login. If the fresh certificate
 is refused as well, there is no other login until some request succeeds (the episode ends)
-or REAUTH_COOLDOWN_SECONDS pass. A failed login is not repeated for that cool-down either
-(30 s if the passport was unreachable).
+or REAUTH_COOLDOWN_SECONDS (5 min) pass. A refused login is not repeated for that cool-down
+either; a login that got no answer or was throttled is tried again after 30 s.
 
 Credentials: the Bearer key (apikey mode) and the passport cookie go only to the base URL's
 origin; the passport's Basic auth only to the passport URL's origin. No message or log line
@@ -883,7 +883,12 @@ class IssClient:
                                refusal.status)
             self._episode_login_at = now
             log.info("iss_reauth path=%s cause=%r", describe_url(path), refusal.message)
-            self._login()
+            try:
+                self._login()
+            except IssError as exc:
+                if exc.reason != "auth":  # passport unreachable or throttled: try again sooner
+                    self._episode_login_at = now - self.reauth_cooldown + LOGIN_RETRY_SECONDS
+                raise
             assert self._cert is not None
             return self._cert
 
@@ -908,6 +913,8 @@ class IssClient:
         except _Retryable as exc:
             raise IssError("timeout", f"passport {exc.message}") from None
         status = answer.status
+        if status == 429 or (status >= 400 and b"too many requests" in answer.body[:65536].lower()):
+            raise IssError("throttled", f"passport GET {where}: HTTP {status} Too Many Requests", status)
         if status in (401, 403):
             raise IssError("auth", f"passport GET {where}: login refused (HTTP {status})", status)
         if status >= 400:

@@ -1049,3 +1049,13 @@ def test_credentials_never_go_to_a_host_other_than_base_url(fake):
         assert fake.seen[0].headers["authorization"] == f"Bearer {API_KEY}"
     finally:
         foreign.close()
+
+
+def test_throttled_passport_login_is_throttled_and_not_hammered(fake):
+    fake.route = lambda seen: TOO_MANY
+    with passport_client(fake) as client:
+        for _ in range(3):
+            with pytest.raises(IssError) as info:
+                client.get_block(PATH)
+            assert info.value.reason == "throttled"  # not "auth: login refused"
+    assert [s.path for s in fake.seen] == ["/authenticate"]
