@@ -186,6 +186,22 @@ def test_calendar_routes_and_reload(iss, http, calendar_file):
     assert get(http, iss, TS).json()["data.cursor"]["data"][0][1] > 0
 
 
+def test_calendar_routes_are_the_isscalendar_fake(iss, http):
+    from datetime import date
+
+    from sandbox.isscalendar import calendar_answer
+    for path in ("/iss/calendars.json", "/iss/calendars/futures.json", "/iss/calendars/stock/session.json",
+                 "/iss/calendars/futures/session.json", "/iss/calendars/currency/session.json"):
+        query = {"from": "2026-11-23", "till": "2026-11-29"}
+        response = get(http, iss, path, **query)
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+        assert response.json() == calendar_answer(iss.calendar, path, query, date(2026, 11, 25)), path
+    assert get(http, iss, "/iss/calendars.json", **{"from": "2026-01-01", "till": "2027-06-01"}).status_code == 400
+    assert get(http, iss, "/iss/calendars/bonds/session.json").status_code == 404
+    routes = {(r["kind"], r["market"]): r["requests"] for r in iss.stats()["routes"]}
+    assert routes[("calendar", "fo")] == 2 and routes[("calendar", "eq")] == 1 and routes[("calendar", None)] == 2
+
+
 # ----- control API, stats ---------------------------------------------------------------
 
 def test_control_api_stats_clock_health(iss, http):
@@ -504,10 +520,21 @@ def _read_for(sock, seconds):
 
 
 def test_drip_is_slow_and_blocks_nobody(iss, http):
+    import threading
+
+    def settle(target):
+        deadline = time.monotonic() + 3
+        while threading.active_count() > target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return threading.active_count()
+
+    get(http, iss, TS, latest=1)                                         # day frame generated: no first-use delay
+    get(http, iss, "/iss/datashop/algopack/fx/tradestats.json", latest=1)
+    baseline = settle(threading.active_count())
     control(http, iss, "POST", "/sandbox/faults", {"drip": {"market": "eq", "bytes_per_second": 400, "count": 1}})
     sock = _raw_get(iss, TS + "?latest=1")
     try:
-        first = _read_for(sock, 0.3)
+        first = _read_for(sock, 0.5)
         assert first.startswith(b"HTTP/1.1 200 ") and b"\r\n\r\n" in first     # headers at once
         assert b"Content-Length: " in first
         started = time.monotonic()
@@ -519,14 +546,17 @@ def test_drip_is_slow_and_blocks_nobody(iss, http):
         assert 300 <= len(body) <= 400 * 1.6 + 100                  # ~400 B/s, far from the whole answer
     finally:
         sock.close()
+    assert settle(baseline) <= baseline                                  # the dripping thread gave up
     # headers dripped too: not even the status line within 0.3 s at 10 B/s
     control(http, iss, "POST", "/sandbox/faults", {"drip": {"bytes_per_second": 10, "headers": True, "count": 1}})
     sock = _raw_get(iss, TS + "?latest=1")
     try:
         head = _read_for(sock, 0.35)
         assert 1 <= len(head) <= 6 and b"HTTP/1.1 200 OK".startswith(head)
+        assert threading.active_count() == baseline + 1
     finally:
         sock.close()
+    assert settle(baseline) <= baseline
     assert get(http, iss, TS, latest=1).status_code == 200
 
 
