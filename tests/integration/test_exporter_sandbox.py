@@ -4,8 +4,11 @@ of the exporter core (stops, holes, dropped secids, late hi2, ISS faults)."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import pytest
+
+from exporter.checks import REJECT_REASONS
 
 from .exporter_sim import Simulation, at
 
@@ -14,7 +17,7 @@ pytestmark = pytest.mark.integration
 CONTRACT_PER_MARKET = (
     "algopack_session_open", "algopack_session_start_timestamp_seconds", "algopack_session_elapsed_seconds",
     "algopack_hi2_present", "algopack_hi2_expected", "algopack_obstats_secids",
-    "algopack_obstats_secids_prev_day_max",
+    "algopack_obstats_secids_prev_day_max", "algopack_obstats_secids_prev_day_same_interval",
 )
 CONTRACT_PER_PAIR = (
     "algopack_up", "algopack_polls_total", "algopack_last_poll_success_timestamp_seconds",
@@ -204,5 +207,157 @@ def test_night_sends_no_requests(tmp_path):
             assert sim.value("algopack_session_open", market=market) == 0
         assert set(sim.pair_values("algopack_lag_seconds").values()) == {0.0}
         assert set(sim.pair_values("algopack_missing_intervals").values()) == {0.0}
+    finally:
+        sim.close()
+
+
+# ---- issue 13: ISS as it really is (sandbox knobs of iss-api.md §11) -----------------------
+
+def _route(sim, kind, market, dataset):
+    return next((r for r in sim.iss.stats()["routes"]
+                 if (r["kind"], r["market"], r["dataset"]) == (kind, market, dataset)), {"requests": 0})
+
+
+def _max_over(sim, end, step_minutes, read):
+    """Run to `end` in steps, returning the largest value `read()` took at any step."""
+    worst = read()
+    moment = sim.clock.now()
+    while moment < end:
+        moment = min(end, moment + timedelta(minutes=step_minutes))
+        sim.run_until(moment)
+        worst = max(worst, read())
+    return worst
+
+
+def test_futoi_poll_costs_one_request_in_steady_state(sim):
+    # Real FUTOI (sandbox default, §11): no cursor, `start` ignored, newest first.
+    sim.run_until(at(10, 30))
+    sim.iss.reset_stats()
+    futoi_polls = sim.app.store.get(("fo", "futoi")).polls_total
+    sim.run_until(at(11, 30))
+    polls = sim.app.store.get(("fo", "futoi")).polls_total - futoi_polls
+    requests = _route(sim, "secid", "fo", "futoi")["requests"]
+    assert 12 <= polls <= 16, polls             # 12 buckets in an hour, a retry at most
+    assert requests == polls, (requests, polls)  # one request per poll, never a page loop
+    assert sim.value("algopack_up", market="fo", endpoint="futoi") == 1
+    assert sim.value("algopack_lag_seconds", market="fo", endpoint="futoi") < 330
+    assert sim.value("algopack_last_tradetime_timestamp_seconds", market="fo", endpoint="futoi") >= \
+        at(11, 25).timestamp()
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("empty_time", "bad_time"), ("null_time", "bad_time"), ("other_day", "other_day"),
+    ("future_systime", "future_systime"), ("off_grid", "off_grid"),
+])
+@pytest.mark.parametrize(("market", "endpoint"), [("eq", "tradestats"), ("fo", "futoi")])
+def test_a_bad_row_is_skipped_and_counted_and_the_pair_stays_up(sim, kind, reason, market, endpoint):
+    sim.run_until(at(10, 30))
+    pair = {"market": market, "endpoint": endpoint}
+    sim.iss.faults.set("bad_row", market=market, dataset=endpoint, kind=kind)
+    sim.run_until(at(11, 0))
+    assert sim.value("algopack_up", **pair) == 1
+    assert sim.value("algopack_rows_rejected_total", reason=reason, **pair) == 1  # once, though read again
+    assert sum(sim.value("algopack_rows_rejected_total", reason=r, **pair) for r in REJECT_REASONS) == 1
+    assert sim.value("algopack_lag_seconds", **pair) < 330
+    last = sim.value("algopack_last_tradetime_timestamp_seconds", **pair)
+    assert at(10, 50).timestamp() <= last <= at(11, 0).timestamp()
+    assert sim.app.store.get((market, endpoint)).next_poll_ts < at(11, 10).timestamp()
+    if endpoint != "futoi":
+        assert sim.value("algopack_missing_intervals", **pair) == 0
+
+
+def test_a_future_systime_does_not_hold_the_lag_at_zero_when_the_feed_stops(sim):
+    # The bad row copies the newest bucket, which stays the newest: the feed stops with it.
+    sim.run_until(at(10, 30))
+    sim.iss.faults.set("bad_row", market="eq", dataset="tradestats", kind="future_systime")
+    sim.iss.faults.set("stop", market="eq", dataset="tradestats")
+    sim.run_until(at(11, 0))
+    assert sim.value("algopack_lag_seconds", market="eq", endpoint="tradestats") > 600
+    assert sim.value("algopack_last_systime_timestamp_seconds", market="eq", endpoint="tradestats") < \
+        at(10, 31).timestamp()
+
+
+WEEKEND_MARKETS = {"eq": {"enabled": True}, "fx": {"enabled": False}, "fo": {"enabled": True}}
+
+
+@pytest.mark.parametrize("mode", [None, "next"])
+def test_a_whole_weekend_session_has_no_false_hole_whichever_date_iss_files_it_under(tmp_path, mode):
+    # Sat 21 Nov 2026 is a weekend session of eq and fo (calendar.yml); §11 "weekend sessions".
+    sim = Simulation(tmp_path, at(9, 55, day=21), markets=WEEKEND_MARKETS)
+    try:
+        if mode:
+            sim.iss.faults.set("weekend_tradedate", mode=mode)
+
+        def holes():
+            return max(sim.pair_values("algopack_missing_intervals").values())
+
+        worst = _max_over(sim, at(19, 5, day=21), 20, holes)
+        assert worst == 0
+        for pair in (("eq", "tradestats"), ("eq", "obstats"), ("fo", "tradestats"), ("fo", "futoi")):
+            labels = {"market": pair[0], "endpoint": pair[1]}
+            assert sim.value("algopack_up", **labels) == 1, pair
+            assert sim.value("algopack_last_tradetime_timestamp_seconds", **labels) == at(19, 0, day=21).timestamp()
+            assert sim.value("algopack_rows_rejected_total", reason="other_day", **labels) == 0
+        assert sim.value("algopack_obstats_secids", market="eq") > 0
+    finally:
+        sim.close()
+
+
+def test_weekend_rows_filed_under_monday_never_mark_mondays_buckets_seen(tmp_path):
+    # Sat 21 and Sun 22 rows carry tradedate Mon 23 (knob), with their own weekend SYSTIME.
+    sim = Simulation(tmp_path, at(9, 55, day=23), markets=WEEKEND_MARKETS)
+    try:
+        sim.iss.faults.set("weekend_tradedate", mode="next")
+        worst = _max_over(sim, at(10, 30, day=23), 5,
+                          lambda: sim.value("algopack_missing_intervals", market="eq", endpoint="tradestats"))
+        assert worst == 0
+        assert sim.value("algopack_rows_rejected_total", market="eq", endpoint="tradestats",
+                         reason="before_bucket") > 0
+        sim.iss.faults.set("stop", market="eq", dataset="tradestats")
+        sim.run_until(at(10, 55, day=23))
+        # Saturday's 10:35..10:50 rows (filed under Monday) do not hide Monday's stop.
+        assert sim.value("algopack_missing_intervals", market="eq", endpoint="tradestats") >= 3
+        assert sim.value("algopack_lag_seconds", market="eq", endpoint="tradestats") > 600
+        assert sim.value("algopack_last_tradetime_timestamp_seconds", market="eq", endpoint="tradestats") <= \
+            at(10, 35, day=23).timestamp()
+    finally:
+        sim.close()
+
+
+def test_the_day_of_an_fo_expiry_shows_no_false_hole(tmp_path):
+    # Yesterday's most liquid contract SiZ6 has no rows from today on; SiH7 leads (knob `expire`).
+    sim = Simulation(tmp_path, at(8, 58))
+    try:
+        sim.iss.faults.set("expire", market="fo", secid="SiZ6", day="2026-11-25")
+        worst = _max_over(sim, at(10, 0), 1, lambda: max(
+            sim.value("algopack_missing_intervals", market="fo", endpoint=e) for e in ("tradestats", "obstats")))
+        assert worst == 0
+        assert sim.app.store.get(("fo", "tradestats")).probe == "SiH7"
+        assert sim.value("algopack_probe_info", market="fo", endpoint="obstats", secid="SiH7") == 1
+        assert sim.value("algopack_up", market="fo", endpoint="tradestats") == 1
+    finally:
+        sim.close()
+
+
+def test_a_normal_evening_does_not_look_like_lost_instruments(tmp_path):
+    # EQ's evening session lists fewer shares, FX TOD instruments stop early (knob `secid_daypattern`).
+    sim = Simulation(tmp_path, at(14, 0))
+    try:
+        sim.iss.faults.set("secid_daypattern")
+        ratio = 0.9
+
+        def worst_shortfall():
+            out = 0.0
+            for market in ("eq", "fx"):
+                secids = sim.value("algopack_obstats_secids", market=market)
+                same = sim.value("algopack_obstats_secids_prev_day_same_interval", market=market)
+                if sim.value("algopack_session_open", market=market) == 1 and same == same:  # not NaN
+                    out = max(out, ratio * same - secids)
+            return out
+
+        assert _max_over(sim, at(20, 0), 15, worst_shortfall) <= 0
+        # ... although the evening is far below the previous day's maximum (the old comparison)
+        assert sim.value("algopack_obstats_secids", market="eq") < \
+            ratio * sim.value("algopack_obstats_secids_prev_day_max", market="eq")
     finally:
         sim.close()

@@ -154,3 +154,9 @@ def test_missing_runs_split_where_data_arrived():
     seen = [due[0].timestamp(), due[3].timestamp()]
     assert checks.missing_runs(due, seen) == [[due[1], due[2]], [due[4], due[5]]]
     assert checks.missing_runs(due, [b.timestamp() for b in due]) == []
+
+
+def test_a_rejected_row_keeps_its_identity_when_only_its_future_systime_moves():
+    first = checks.check_rows(recs([["2026-11-25", "11:55:00", "SBER", "2026-11-25 14:00:00"]]), DAY, NOW)
+    again = checks.check_rows(recs([["2026-11-25", "11:55:00", "SBER", "2026-11-25 14:01:00"]]), DAY, NOW + 60)
+    assert first.rejected == again.rejected and first.rejected[0][0] == "future_systime"
