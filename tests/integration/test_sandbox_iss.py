@@ -534,16 +534,19 @@ def test_drip_is_slow_and_blocks_nobody(iss, http):
     control(http, iss, "POST", "/sandbox/faults", {"drip": {"market": "eq", "bytes_per_second": 400, "count": 1}})
     sock = _raw_get(iss, TS + "?latest=1")
     try:
+        opened = time.monotonic()
         first = _read_for(sock, 0.5)
         assert first.startswith(b"HTTP/1.1 200 ") and b"\r\n\r\n" in first     # headers at once
-        assert b"Content-Length: " in first
+        head, _, body = first.partition(b"\r\n\r\n")
+        length = int(next(line for line in head.split(b"\r\n") if line.startswith(b"Content-Length: "))[16:])
         started = time.monotonic()
         fast = get(http, iss, "/iss/datashop/algopack/fx/tradestats.json", latest=1)   # not blocked
         assert fast.status_code == 200 and time.monotonic() - started < 1.0
         assert get(http, iss, TS, latest=1).status_code == 200                        # count=1 used up
-        more = _read_for(sock, 1.0)
-        body = first.split(b"\r\n\r\n", 1)[1] + more
-        assert 300 <= len(body) <= 400 * 1.6 + 100                  # ~400 B/s, far from the whole answer
+        body += _read_for(sock, 1.0)
+        elapsed = time.monotonic() - opened
+        assert length > 10000                                        # the whole answer would take > 25 s
+        assert 0.8 * 400 <= len(body) <= 400 * elapsed + 40          # paced at ~400 B/s
     finally:
         sock.close()
     assert settle(baseline) <= baseline                                  # the dripping thread gave up
