@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from exporter.yamlsafe import short
+
 MAX_BYTES = 64
 SILENCE_DURATIONS = ("1h", "eod")
 
@@ -49,7 +51,7 @@ def year_range(today: date) -> range:
 
 def _check(data: str) -> str:
     if len(data.encode()) > MAX_BYTES:
-        raise ValueError(f"callback data longer than {MAX_BYTES} bytes: {data!r}")
+        raise ValueError(f"callback data longer than {MAX_BYTES} bytes: {short(data)}")
     return data
 
 
@@ -79,7 +81,7 @@ def alerts_refresh() -> str:
 
 def silence(fingerprint: str, duration: str) -> str:
     if not _FINGERPRINT.fullmatch(fingerprint) or duration not in SILENCE_DURATIONS:
-        raise ValueError(f"bad silence button: {fingerprint!r} {duration!r}")
+        raise ValueError(f"bad silence button: {short(fingerprint)} {short(duration)}")
     return _check(f"al:v1:s:{fingerprint}:{duration}")
 
 
@@ -89,7 +91,7 @@ def silences_refresh() -> str:
 
 def expire(silence_id: str) -> str:
     if not _SILENCE_ID.fullmatch(silence_id):
-        raise ValueError(f"bad silence id: {silence_id!r}")
+        raise ValueError(f"bad silence id: {short(silence_id)}")
     return _check(f"si:v1:x:{silence_id}")
 
 

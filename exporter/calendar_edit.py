@@ -41,7 +41,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from exporter.calendar import MARKETS, SOURCES, STATUSES, Calendar, CalendarError, parse_calendar_text
-from exporter.yamlsafe import YamlBombError, check_expansion
+from exporter.yamlsafe import YamlBombError, check_expansion, short
 
 T = TypeVar("T")
 
@@ -330,9 +330,9 @@ def make_entry(status: str, *, markets: object = None, source: str = "manual",
                reason: str | None = None) -> object:
     """A day entry: the plain string form when nothing but the status is said."""
     if status not in STATUSES:
-        raise CalendarError(f"status: {status!r} is not a status; use working or holiday")
+        raise CalendarError(f"status: {short(status)} is not a status; use working or holiday")
     if source not in SOURCES:
-        raise CalendarError(f"source: {source!r} is not a source; use {' or '.join(SOURCES)}")
+        raise CalendarError(f"source: {short(source)} is not a source; use {' or '.join(SOURCES)}")
     if markets is None and source == "manual" and reason is None:
         return status
     entry = _flow(CommentedMap())

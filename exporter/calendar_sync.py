@@ -50,6 +50,7 @@ from exporter.calendar_edit import (
     put_day,
     remove_day,
 )
+from exporter.yamlsafe import short
 
 log = logging.getLogger("exporter.calendar_sync")
 
@@ -120,7 +121,7 @@ def _parse_date(value: Any, where: str) -> date:
     try:
         return date.fromisoformat(text[:10])
     except ValueError:
-        raise SyncError(f"{where}: {text!r} is not a date") from None
+        raise SyncError(f"{where}: {short(text)} is not a date") from None
 
 
 def _first_column(columns: list[str], *candidates: str) -> str | None:
