@@ -122,3 +122,13 @@ def test_a_future_systime_never_holds_the_lag_at_zero(exporter, iss):
     assert lag == pytest.approx((at(10, 25) - at(10, 10, 11)).total_seconds())
     assert exporter.value("algopack_rows_rejected_total", market="eq", endpoint="tradestats",
                           reason="future_systime") == 1
+
+
+def test_every_poll_error_reason_of_the_client_is_exposed_from_the_first_scrape(exporter):
+    from exporter import iss, state
+
+    assert state.ERROR_REASONS is iss.ERROR_REASONS  # one list (exporter/iss.py)
+    assert {"http", "timeout", "auth", "parse", "throttled", "iss_error", "too_large", "redirect"} <= \
+        set(iss.ERROR_REASONS)
+    for reason in iss.ERROR_REASONS:
+        assert exporter.value("algopack_poll_errors_total", market="eq", endpoint="tradestats", reason=reason) == 0
