@@ -21,7 +21,8 @@ Limits (keywords of `ExporterHTTPServer`):
   that never completed a request is closed first, then the oldest idle one.
 
 A dead client costs no rendering: before a worker renders, it peeks at the socket
-(MSG_PEEK|MSG_DONTWAIT); a peer that has closed is dropped.
+(MSG_PEEK|MSG_DONTWAIT); a peer that has closed is dropped. (So is a client that half-closes
+right after its request; Prometheus, curl and requests never do.)
 
 /metrics is served by prometheus_client's WSGI app (`make_wsgi_app`), so gzip
 (Accept-Encoding), OpenMetrics (Accept) and `name[]` filtering work. Renders are
