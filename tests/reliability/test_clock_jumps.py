@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -179,3 +180,27 @@ def _alert_conditions(app: ExporterApp, config) -> list:
         if name == "algopack_lag_seconds" and value >= config.delay_threshold_seconds:
             found.append((name, labels, value))
     return found
+
+
+def test_replan_all_moves_the_state_plan_with_the_job(tmp_path):
+    """What the watchdog (and a calendar reload) calls: the poller's due check reads the
+    pair's state, so a re-plan that moved only the job would fire into "not due" and fall
+    back to the old moment."""
+    sim = Simulation(tmp_path, at(10, 20))
+    scheduler = sim.app.scheduler
+    start = scheduler.scheduler.start
+    scheduler.scheduler.start = lambda: start(paused=True)    # jobs exist, none runs
+    try:
+        scheduler.start()
+        pair = ("eq", "tradestats")
+        stale = at(18, 0).timestamp()
+        sim.app.store.put(replace(sim.app.store.get(pair), next_poll_ts=stale), sim.clock.timestamp())
+        scheduler.replan_all()
+        planned = sim.app.poller.planned_next(pair, sim.clock.now())
+        assert sim.app.store.get(pair).next_poll_ts == planned.timestamp() < stale
+        assert sim.app.poller.is_due(pair, planned)
+        job = {j["id"]: j for j in scheduler.jobs()}["poll:eq:tradestats"]
+        assert datetime.fromisoformat(job["next_run"]) == planned.replace(microsecond=0)
+    finally:
+        scheduler.shutdown()
+        sim.close()
