@@ -21,6 +21,7 @@ DEADLINE_MARGIN = timedelta(seconds=5)
 HI2_LEAD = timedelta(minutes=15)        # start looking for hi2 before its deadline
 HI2_SLOW_AFTER = timedelta(minutes=30)  # then poll 5x less often while it stays missing
 FAR_FUTURE = timedelta(hours=6)         # re-plan at least this often (calendar edits)
+FUTURE_SLACK = timedelta(seconds=60)    # a bucket ending later than now + this is not published yet
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,13 @@ class RhythmParams:
 
 def first_pending_bucket(calendar: Calendar, market: str, now: datetime, last_seen: float | None,
                          params: RhythmParams) -> datetime | None:
-    """Earliest bucket of today after the newest seen one, skipping sessions long over."""
+    """Earliest bucket of today after the newest seen one, skipping sessions long over.
+
+    A "seen" bucket that cannot have been published yet (its end later than now + 60 s: a
+    bad row that slipped through) is ignored, so it never moves the next poll hours ahead."""
     step = timedelta(seconds=BUCKET_SECONDS)
+    if last_seen is not None and last_seen > now.timestamp() + FUTURE_SLACK.total_seconds():
+        last_seen = None
     for session in calendar.sessions(market, now.date()):
         if now > session.end + params.grace + 2 * params.interval:
             continue  # that session is over: stop chasing its buckets

@@ -76,3 +76,15 @@ def test_holiday_and_night_wait_for_next_working_session():
 ])
 def test_hi2_rhythm(now, present, expected):
     assert next_hi2_poll(CAL, "eq", now, present, PARAMS) == expected
+
+
+def test_a_bucket_from_the_future_never_moves_the_next_poll():
+    # e.g. a row dated later today (or tomorrow) that slipped into the seen buckets
+    now = at(10, 5, 21)
+    bogus = at(23, 50).timestamp()
+    assert next_intraday_poll(CAL, "eq", now, bogus, None, PARAMS) == \
+        next_intraday_poll(CAL, "eq", now, None, None, PARAMS)
+    assert next_intraday_poll(CAL, "eq", now, bogus, None, PARAMS) < at(10, 7)
+    # a bucket just published (end within the slack) still counts as seen
+    assert next_intraday_poll(CAL, "eq", at(10, 10, 21), at(10, 10).timestamp(), at(10, 10, 9).timestamp(),
+                              PARAMS) == at(10, 15, 20)
