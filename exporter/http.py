@@ -109,7 +109,7 @@ class _Conn:
         self.sock = sock
         self.fd = sock.fileno()
         self.inbuf = bytearray()
-        self.out: memoryview | None = None
+        self.out: list[memoryview] | None = None  # unsent head and body (the body may be shared)
         self.state = _READ
         self.deadline = deadline
         self.served = 0
@@ -256,7 +256,7 @@ class ExporterHTTPServer:
         self._wake_w.setblocking(False)
         self._conns: dict[int, _Conn] = {}          # insertion order = accept order
         self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._returned: deque[tuple[_Conn, memoryview | None]] = deque()
+        self._returned: deque[tuple[_Conn, list[memoryview] | None]] = deque()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._accept_paused_until = 0.0
@@ -422,7 +422,7 @@ class ExporterHTTPServer:
 
     def _reject(self, conn: _Conn, status: int, text: str) -> None:
         """Answer an unparseable request from the selector thread (best effort) and close."""
-        data = _serialize(status, [("Content-Type", TEXT)], text.encode(), keep_alive=False)
+        data = b"".join(_serialize(status, [("Content-Type", TEXT)], text.encode(), keep_alive=False))
         try:
             conn.sock.send(data)
         except OSError:
@@ -432,13 +432,13 @@ class ExporterHTTPServer:
     def _on_writable(self, conn: _Conn) -> None:
         assert conn.out is not None
         try:
-            sent = conn.sock.send(conn.out)
+            sent = conn.sock.sendmsg(conn.out)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self._close(conn)
             return
-        conn.out = conn.out[sent:]
+        conn.out = _advance(conn.out, sent)
         conn.deadline = time.monotonic() + self.write_timeout
         if not conn.out:
             conn.out = None
@@ -517,18 +517,18 @@ class ExporterHTTPServer:
         status, headers, body = self._respond(request)
         if "content-length" in request.headers or "transfer-encoding" in request.headers:
             conn.keep_alive = False  # we never read request bodies: do not parse one as the next request
-        data = _serialize(status, headers, body, keep_alive=conn.keep_alive, version=request.version,
-                          head=request.method == "HEAD")
+        parts = _serialize(status, headers, body, keep_alive=conn.keep_alive, version=request.version,
+                           head=request.method == "HEAD")
         conn.served += 1
-        view = memoryview(data)
+        views = [memoryview(part) for part in parts if part]
         try:
-            sent = conn.sock.send(view)  # non-blocking: the rest, if any, goes out from the selector
+            sent = conn.sock.sendmsg(views)  # non-blocking: the rest, if any, goes out from the selector
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
             conn.keep_alive = False
-            sent = len(view)
-        rest = view[sent:]
+            sent = sum(len(view) for view in views)
+        rest = _advance(views, sent)
         self._returned.append((conn, rest if rest else None))
         self._wake()
 
@@ -599,7 +599,8 @@ class ExporterHTTPServer:
 
 
 def _serialize(status: int | str, headers: list[tuple[str, str]], body: bytes, *, keep_alive: bool,
-               version: str = "HTTP/1.1", head: bool = False) -> bytes:
+               version: str = "HTTP/1.1", head: bool = False) -> tuple[bytes, bytes]:
+    """The response head and body, kept apart so a cached body is never copied per client."""
     if isinstance(status, int):
         status = f"{status} {HTTPStatus(status).phrase}"
     lines = [f"HTTP/1.1 {status}"]
@@ -610,4 +611,16 @@ def _serialize(status: int | str, headers: list[tuple[str, str]], body: bytes, *
     elif version == "HTTP/1.0":
         lines.append("Connection: keep-alive")
     head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head_bytes if head else head_bytes + body
+    return head_bytes, b"" if head else body
+
+
+def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
+    """What is left of `views` after `sent` bytes went out."""
+    rest = []
+    for view in views:
+        if sent >= len(view):
+            sent -= len(view)
+            continue
+        rest.append(view[sent:])
+        sent = 0
+    return rest

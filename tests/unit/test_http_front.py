@@ -422,3 +422,32 @@ def test_1000_half_open_connections_leave_scrapes_fast_and_threads_bounded(app):
         for sock in socks:
             sock.close()
         server.stop()
+
+
+def test_a_big_answer_to_a_slow_reader_arrives_whole_and_the_connection_stays_usable():
+    registry = CollectorRegistry()
+    registry.register(_BigCollector())
+    server = start_server(registry, workers=1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port_of(server)))
+        sock.settimeout(10)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: server.stats["requests"] == 1, 10, message="the big answer started")
+        data = bytearray()
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        body = bytearray(body)
+        while len(body) < length:  # the rest comes from the selector thread, in pieces
+            chunk = sock.recv(1 << 20)
+            assert chunk
+            body += chunk
+        assert length > 16_000_000 and len(body) == length and body.endswith(b"big 1.0\n")
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).endswith(b"Healthy.\n")
+    finally:
+        sock.close()
+        server.stop()
