@@ -324,15 +324,22 @@ class ExporterHTTPServer:
                         pass
                 else:
                     conn: _Conn = key.data
-                    if conn.state == _READ and mask & selectors.EVENT_READ:
-                        self._on_readable(conn)
-                    elif conn.state == _WRITE and mask & selectors.EVENT_WRITE:
-                        self._on_writable(conn)
-            self._take_returned()
-            now = time.monotonic()
-            if now >= next_sweep:
-                self._sweep(now)
-                next_sweep = now + _SWEEP_SECONDS
+                    try:
+                        if conn.state == _READ and mask & selectors.EVENT_READ:
+                            self._on_readable(conn)
+                        elif conn.state == _WRITE and mask & selectors.EVENT_WRITE:
+                            self._on_writable(conn)
+                    except Exception:  # pragma: no cover - one bad connection must not stop serving
+                        log.exception("http connection failed")
+                        self._close(conn)
+            try:
+                self._take_returned()
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + _SWEEP_SECONDS
+            except Exception:  # pragma: no cover - the loop must outlive any bug
+                log.exception("http selector loop failed")
 
     def _accept(self) -> None:
         if time.monotonic() < self._accept_paused_until:
@@ -448,13 +455,17 @@ class ExporterHTTPServer:
     def _take_returned(self) -> None:
         while self._returned:
             conn, rest = self._returned.popleft()
-            if rest is None:
-                self._back_to_reading(conn)
-            else:
-                conn.state = _WRITE
-                conn.out = rest
-                conn.deadline = time.monotonic() + self.write_timeout
-                self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+            try:
+                if rest is None:
+                    self._back_to_reading(conn)
+                else:
+                    conn.state = _WRITE
+                    conn.out = rest
+                    conn.deadline = time.monotonic() + self.write_timeout
+                    self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+            except Exception:  # pragma: no cover - e.g. a socket that died meanwhile
+                log.exception("http connection failed")
+                self._close(conn)
 
     def _back_to_reading(self, conn: _Conn) -> None:
         if not conn.keep_alive:
