@@ -451,3 +451,30 @@ def test_a_big_answer_to_a_slow_reader_arrives_whole_and_the_connection_stays_us
     finally:
         sock.close()
         server.stop()
+
+
+def _exchange(server, raw: bytes) -> tuple[bytes, bool]:
+    """Send `raw`, read the answer; True if the server then closed the connection."""
+    sock = connect(server)
+    try:
+        sock.sendall(raw)
+        sock.settimeout(5)
+        data = sock.recv(65536)
+        return data, closed_by_peer(sock, 1.0)
+    finally:
+        sock.close()
+
+
+def test_bad_requests_methods_and_http_1_0():
+    server = start_server(CollectorRegistry())
+    try:
+        data, closed = _exchange(server, b"BLAH\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 400 ") and closed
+        data, closed = _exchange(server, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        assert data.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD" in data and closed
+        data, closed = _exchange(server, b"GET /-/healthy HTTP/1.0\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"Healthy.\n") and closed
+        data, closed = _exchange(server, b"GET /-/healthy HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert b"Connection: keep-alive" in data and not closed
+    finally:
+        server.stop()
