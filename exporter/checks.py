@@ -191,6 +191,31 @@ def polled_dates(calendar: Calendar, market: str, day: date) -> tuple[date, ...]
     return (day,)
 
 
+def comparison_day(calendar: Calendar, market: str, day: date, lookback_days: int = 14) -> date | None:
+    """The previous trading day of the same kind, whose secid counts `day` is compared with:
+    an ordinary day with the previous ordinary day (a Monday with Friday, not with Sunday's
+    weekend session), a weekend session with the previous weekend session. None when there
+    is none within `lookback_days` (nothing to compare with: the alert stays quiet)."""
+    kind = weekend_session(calendar, market, day)
+    candidate = day
+    for _ in range(lookback_days):
+        candidate -= timedelta(days=1)
+        if calendar.is_working_day(candidate, market) and weekend_session(calendar, market, candidate) == kind:
+            return candidate
+    return None
+
+
+def loaded_since(rows: Any, since_ts: float) -> list[dict[str, Any]]:
+    """Rows whose SYSTIME is not earlier than `since_ts` (rows without a readable SYSTIME are
+    kept): drops a weekend session's rows filed under today's date from today's counts."""
+    out = []
+    for record in records(rows):
+        loaded = _parse_systime(_text(record.get("systime")))
+        if loaded is None or loaded.timestamp() >= since_ts:
+            out.append(record)
+    return out
+
+
 def newest(rows: Rows) -> tuple[float, float] | None:
     """(bucket end, systime) of the newest bucket; the max systime within that bucket."""
     if rows.empty:

@@ -118,13 +118,17 @@ class Poller:
         if state.endpoint == "hi2":
             return self._poll_hi2(state, today)
         grew_before = len(state.seen_buckets)
+        if state.endpoint == "obstats":
+            # The once-a-day download first, the probe's rows after it: rows read before a
+            # long download would be stale when the poll ends, and a bucket published
+            # meanwhile could pass its grace and show as a hole until the next poll.
+            state = self._ensure_prev_day_counts(state, today)
         state = self._poll_rows(state, today)
         if self._probe_has_no_rows_today(state, now) and self._rechoose_probe(state.market, today, state.probe):
             # The previous day's most liquid contract does not trade today (expired): read
             # the new probe's rows in this same poll, so its buckets never look missing.
             state = self._poll_rows(self._with_probe(state, today), today)
         if state.endpoint == "obstats":
-            state = self._ensure_prev_day_counts(state, today)
             if len(state.seen_buckets) != grew_before or state.secids_day != today:
                 state = self._count_secids(state, today)
         return state
@@ -194,8 +198,7 @@ class Poller:
         result = self.client.get_block(path, {"from": _day(days[0]), "till": _day(days[-1])},
                                        required_columns=("tradedate", "secid"), all_pages=False)
         # Rows loaded before today are another day's (a weekend session's, filed under today).
-        start_of_day = datetime.combine(today, datetime.min.time(), tzinfo=self.clock.now().tzinfo).timestamp()
-        present = checks.has_rows_for_day(result.frame, days, not_loaded_before=start_of_day)
+        present = checks.has_rows_for_day(result.frame, days, not_loaded_before=self._start_of_day(today))
         if present and not state.hi2_present:
             log.info("hi2 published market=%s day=%s", state.market, today)
         return replace(state, hi2_present=present)
@@ -203,21 +206,32 @@ class Poller:
     def _count_secids(self, state: PairState, today: date) -> PairState:
         path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
         newest = None
+        start_of_day = self._start_of_day(today)
         for day in checks.polled_dates(self.calendars.current, state.market, today):
             result = self.client.get_block(path, {"date": _day(day), "latest": 1}, required_columns=SECID_COLUMNS,
-                                           columns=SECID_COLUMNS, all_pages=True)
-            newest = self._checked(checks.newest_interval_secids, result.frame)
+                                           columns=(*SECID_COLUMNS, "systime"), all_pages=True)
+            # A weekend session's rows filed under today's date are not today's interval.
+            rows = checks.loaded_since(result.frame, start_of_day)
+            newest = self._checked(checks.newest_interval_secids, rows)
             if newest is not None:
                 break
         if newest is None:
+            if state.secids_day != today:
+                return replace(state, secids_interval=None, secids=None)  # unknown, not yesterday's count
             return state
         interval, count = newest
         return replace(state, secids_interval=interval, secids=count, secids_day=today)
 
+    def _start_of_day(self, day: date) -> float:
+        return datetime.combine(day, datetime.min.time(), tzinfo=self.clock.now().tzinfo).timestamp()
+
     def _ensure_prev_day_counts(self, state: PairState, today: date) -> PairState:
         """Distinct secids per interval of the previous trading day (one download a day):
         today's newest interval is compared with the SAME interval of that day (§11)."""
-        prev = self.calendars.current.previous_working_day(today, state.market)
+        prev = checks.comparison_day(self.calendars.current, state.market, today)
+        if prev is None:
+            # No earlier day of the same kind (e.g. the first weekend session): nothing to compare.
+            return replace(state, prev_day=None, prev_day_max=None, prev_day_counts=None)
         if state.prev_day == prev and state.prev_day_counts is not None:
             return state
         path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"

@@ -160,3 +160,22 @@ def test_a_rejected_row_keeps_its_identity_when_only_its_future_systime_moves():
     first = checks.check_rows(recs([["2026-11-25", "11:55:00", "SBER", "2026-11-25 14:00:00"]]), DAY, NOW)
     again = checks.check_rows(recs([["2026-11-25", "11:55:00", "SBER", "2026-11-25 14:01:00"]]), DAY, NOW + 60)
     assert first.rejected == again.rejected and first.rejected[0][0] == "future_systime"
+
+
+def test_secid_counts_are_compared_with_the_previous_day_of_the_same_kind():
+    # Mon 23 Nov is a holiday in CAL: Tue 24 compares with Fri 20, not with Sunday's weekend session.
+    assert checks.comparison_day(CAL, "eq", date(2026, 11, 24)) == date(2026, 11, 20)
+    assert checks.comparison_day(CAL, "eq", date(2026, 11, 25)) == date(2026, 11, 24)
+    # a weekend session with the previous weekend session, looking back 14 days at most
+    assert checks.comparison_day(CAL, "eq", date(2026, 11, 22)) == date(2026, 11, 21)
+    assert checks.comparison_day(CAL, "eq", date(2026, 11, 21)) is None  # Nov 4 is 17 days back
+    assert checks.comparison_day(CAL, "eq", date(2026, 11, 21), lookback_days=20) == date(2026, 11, 4)
+
+
+def test_rows_loaded_before_today_are_left_out_of_todays_counts():
+    rows = recs([["2026-11-23", "19:00:00", "A", "2026-11-22 19:00:11"],
+                 ["2026-11-23", "10:05:00", "B", "2026-11-23 10:05:11"],
+                 ["2026-11-23", "10:05:00", "C", None]])
+    kept = checks.loaded_since(rows, ts(0, 0, day=23))
+    assert [r["secid"] for r in kept] == ["B", "C"]
+    assert checks.newest_interval_secids(kept) == ("10:05:00", 2)
