@@ -205,13 +205,13 @@ def comparison_day(calendar: Calendar, market: str, day: date, lookback_days: in
     return None
 
 
-def loaded_since(rows: Any, since_ts: float) -> list[dict[str, Any]]:
-    """Rows whose SYSTIME is not earlier than `since_ts` (rows without a readable SYSTIME are
+def loaded_since(rows: Any, since_ts: float, until_ts: float | None = None) -> list[dict[str, Any]]:
+    """Rows whose SYSTIME is in [since_ts, until_ts) (rows without a readable SYSTIME are
     kept): drops a weekend session's rows filed under today's date from today's counts."""
     out = []
     for record in records(rows):
         loaded = _parse_systime(_text(record.get("systime")))
-        if loaded is None or loaded.timestamp() >= since_ts:
+        if loaded is None or (loaded.timestamp() >= since_ts and (until_ts is None or loaded.timestamp() < until_ts)):
             out.append(record)
     return out
 

@@ -235,9 +235,21 @@ class Poller:
         if state.prev_day == prev and state.prev_day_counts is not None:
             return state
         path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
-        result = self.client.get_block(path, {"date": _day(prev)}, required_columns=SECID_COLUMNS,
-                                       columns=SECID_COLUMNS, all_pages=True, max_pages=2000)
-        counts = self._checked(checks.secids_per_interval, result.frame)
+        counts: dict[str, int] = {}
+        for filed in checks.polled_dates(self.calendars.current, state.market, prev):
+            if filed == prev:
+                result = self.client.get_block(path, {"date": _day(prev)}, required_columns=SECID_COLUMNS,
+                                               columns=SECID_COLUMNS, all_pages=True, max_pages=2000)
+                rows = result.frame
+            else:
+                # A weekend session filed under its next trading day: that day's rows loaded on `prev`.
+                result = self.client.get_block(path, {"date": _day(filed)}, required_columns=SECID_COLUMNS,
+                                               columns=(*SECID_COLUMNS, "systime"), all_pages=True, max_pages=2000)
+                rows = checks.loaded_since(result.frame, self._start_of_day(prev),
+                                           self._start_of_day(prev + timedelta(days=1)))
+            counts = self._checked(checks.secids_per_interval, rows)
+            if counts:
+                break
         maximum = checks.max_secids_per_interval(counts)
         log.info("previous day obstats market=%s day=%s intervals=%d max_secids=%d", state.market, prev,
                  len(counts), maximum)

@@ -179,3 +179,11 @@ def test_rows_loaded_before_today_are_left_out_of_todays_counts():
     kept = checks.loaded_since(rows, ts(0, 0, day=23))
     assert [r["secid"] for r in kept] == ["B", "C"]
     assert checks.newest_interval_secids(kept) == ("10:05:00", 2)
+
+
+def test_rows_loaded_on_one_day():
+    rows = recs([["2026-11-23", "19:00:00", "A", "2026-11-22 19:00:11"],
+                 ["2026-11-23", "19:00:00", "B", "2026-11-21 19:00:11"],
+                 ["2026-11-23", "10:05:00", "C", "2026-11-23 10:05:11"]])
+    kept = checks.loaded_since(rows, ts(0, 0, day=22), ts(0, 0, day=23))
+    assert [r["secid"] for r in kept] == ["A"]
