@@ -502,7 +502,9 @@ class IssClient:
         self._truncation_logged: set[str] = set()
         self._watchdog = _Watchdog()
 
-        self._adapter = _Adapter(max_retries=0, pool_connections=2, pool_maxsize=4)
+        # pool_maxsize >= the pairs polled at once (one worker per pair, scheduler.py): a
+        # smaller pool warns "Connection pool is full" on every round of simultaneous polls.
+        self._adapter = _Adapter(max_retries=0, pool_connections=2, pool_maxsize=16)
         self.session = requests.Session()
         self.session.mount("http://", self._adapter)
         self.session.mount("https://", self._adapter)
