@@ -119,6 +119,7 @@ def test_dripping_eq_fails_by_timeout_and_blinds_no_other_pair(stack):
     assert {job["id"]: job.get("skipped", 0) for job in jobs if job.get("skipped")} == {}
     assert "maximum number of running instances" not in log
     assert "event=poll_skipped" not in log
+    assert "Connection pool is full" not in log      # the ISS client's pool fits a worker per pair
     # Prometheus: PollFailing for the dripping eq pairs only, no data alert at all.
     poll_failing = {(m, e) for name, state, m, e in alerts if name == "AlgopackPollFailing"}
     assert poll_failing == EQ_POLLED, alerts
