@@ -150,8 +150,11 @@ class Poller:
         # FUTOI has no cursor and ignores `start` (iss-api.md §11): one request, the whole
         # answer (~2 x 160 rows for one ticker and day, under its 1000-row cap).
         futoi = state.endpoint == "futoi"
+        # ...and the whole answer every poll, so only the time columns are asked for
+        # (`futoi.columns`; if ISS ignores it, the client trims the block the same way).
         result = self.client.get_block(path, params, block=block, required_columns=checks.TIME_COLUMNS,
-                                       all_pages=not futoi, start=0 if futoi else start)
+                                       all_pages=not futoi, start=0 if futoi else start,
+                                       columns=checks.TIME_COLUMNS if futoi else None)
         return checks.records(result.frame)
 
     def _poll_rows(self, state: PairState, today: date) -> PairState:
