@@ -266,6 +266,15 @@ class LocalStack:
         longer counts in `alive()` and `stop()` skips it. Returns its exit code."""
         return self.procs.pop(name).stop(timeout=10)
 
+    def restart_component(self, name: str) -> None:
+        """Start a component stopped by `stop_component` again, on the same port, with its
+        config rendered anew and its data directory kept (Prometheus TSDB, Alertmanager
+        silences), as a process manager would."""
+        if name in self.procs:
+            raise RuntimeError(f"{name} is running")
+        getattr(self, f"_start_{name}")()
+        self._write_pids()
+
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self.procs.items()}
 
