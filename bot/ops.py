@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -51,6 +51,7 @@ class _Client:
             raise ValueError("at least one base URL")
         self.base_urls = tuple(url.rstrip("/") for url in urls)
         self._current = 0
+        self._singles: dict[int, Self] = {}
         self.timeout = timeout
         self.session = requests.Session()
 
@@ -59,9 +60,13 @@ class _Client:
         """The URL that answered last (the first one until a failover)."""
         return self.base_urls[self._current]
 
-    def only(self, index: int) -> _Client:
+    def only(self, index: int) -> Self:
         """A client for one of the URLs alone (the dead-man check judges each replica)."""
-        return type(self)(self.base_urls[index], self.timeout)
+        if len(self.base_urls) == 1:
+            return self
+        if index not in self._singles:
+            self._singles[index] = type(self)(self.base_urls[index], self.timeout)
+        return self._singles[index]
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         first_error: OpsError | None = None
