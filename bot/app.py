@@ -28,6 +28,7 @@ from telegram.ext import (
 
 from bot import calendar_ui, callbacks, texts
 from bot.access import AccessPolicy
+from bot.deadman import DeadMan, TelegramTokenCheck, probe
 from bot.digest import build_digest, digest_markets, png_reports, render_digest
 from bot.ops import Alert, Alertmanager, OpsError, Prometheus, Silence
 from bot.report import build_report
@@ -55,6 +56,9 @@ class BotState:
     report_chat_id: int | None = None
     last_report_day: date | None = None
     iss: Any = None                                 # exporter.config.IssConfig, for /calendar sync
+    deadman: DeadMan | None = None
+    deadman_chat_id: int | None = None
+    alert_token_check: Any = None                   # bot.deadman.TelegramTokenCheck, or None
     sync_days_ahead: int = 366
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -671,6 +675,21 @@ async def daily_report_job(context: ContextTypes.DEFAULT_TYPE) -> None:
         await send_digest(context.bot, state, state.report_chat_id, markets, now.date())
 
 
+async def deadman_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Every check interval: probe Prometheus, the exporter target, Alertmanager and the
+    watchdog; post what bot/deadman.py decides (usually nothing)."""
+    state = _state(context)
+    problems = await asyncio.to_thread(probe, state.prometheus, state.alertmanager, state.alert_token_check)
+    now = state.clock.now()
+    for message in state.deadman.observe(problems, now):
+        log.warning("event=deadman_message problems=%s", ",".join(p.key for p in problems) or "-")
+        try:
+            await context.bot.send_message(state.deadman_chat_id, message, parse_mode=ParseMode.HTML)
+        except TelegramError as exc:
+            # A revoked token or no network: nothing to post to; the external heartbeat covers it.
+            log.error("event=deadman_send_failed error=%r", str(exc))
+
+
 # --------------------------------------------------------------------- wiring
 
 async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -717,7 +736,7 @@ def build_application(config: Any, clock: Clock | None = None, token: str | None
         report_time = time(hours, minutes)
     state = BotState(
         calendar_path=Path(config.calendar.file), clock=clock, policy=AccessPolicy.from_config(tg),
-        prometheus=Prometheus(config.prometheus.url), alertmanager=Alertmanager(config.alertmanager.url),
+        prometheus=Prometheus(config.prometheus.urls), alertmanager=Alertmanager(config.alertmanager.urls),
         endpoints={m: endpoints[m] for m in MARKETS if m in endpoints},
         report_time=report_time, report_chat_id=tg.report_chat_id,
         iss=config.iss, sync_days_ahead=config.calendar.sync.days_ahead,
@@ -734,6 +753,15 @@ def build_application(config: Any, clock: Clock | None = None, token: str | None
     application.add_handler(CallbackQueryHandler(on_callback))
     application.add_error_handler(error_handler)
 
+    dm = config.deadman
+    if dm.enabled and tg.report_chat_id is not None and application.job_queue is not None:
+        state.deadman = DeadMan(threshold=timedelta(seconds=dm.threshold_seconds),
+                                reminder=timedelta(hours=dm.reminder_hours) if dm.reminder_hours else None)
+        state.deadman_chat_id = tg.report_chat_id
+        if tg.alert_token and tg.alert_token != token:
+            state.alert_token_check = TelegramTokenCheck(api_url, tg.alert_token)
+        interval = max(0.2, clock.real_seconds(dm.check_interval_seconds))
+        application.job_queue.run_repeating(deadman_job, interval=interval, first=interval, name="deadman")
     if report_time is not None and state.report_chat_id is not None and application.job_queue is not None:
         interval = min(30.0, max(1.0, clock.real_seconds(60)))
         application.job_queue.run_repeating(daily_report_job, interval=interval, first=interval,

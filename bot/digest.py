@@ -133,8 +133,8 @@ def build_digest(prom: Prometheus, clock: Clock, markets: list[str], day: date) 
             span = _range(end - settle)
             hi2 = _at(prom, f"max by (market) (max_over_time(algopack_hi2_present[{span}]))", end)
             missing = _at(prom, f"sum by (market) (max_over_time(algopack_missing_intervals[{span}]))", end)
-        firing = _raw(prom, 'ALERTS{alertstate="firing"}', start, end)
-        for_state = _raw(prom, "ALERTS_FOR_STATE", start, end)
+        firing = _raw(prom, 'ALERTS{alertstate="firing",alertname!="AlgopackWatchdog"}', start, end)
+        for_state = _raw(prom, 'ALERTS_FOR_STATE{alertname!="AlgopackWatchdog"}', start, end)
     except OpsError as exc:
         return Digest(day, markets_t, error=str(exc))
     return Digest(

@@ -3,17 +3,24 @@
 
 Every failure — connection refused, timeout, HTTP error, an answer that is not what the API
 documents — becomes `OpsError` with a short reason the bot can show.
+
+A client takes one base URL or several (an HA pair, docs/deploy.md): a request goes to the
+URL that answered last and moves on to the next one when it gets no answer (connection
+error, timeout, HTTP 5xx). An HTTP 4xx is an answer and is not retried elsewhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import requests
 
 TIMEOUT_SECONDS = 5.0
+# The dead man's switch alert (prometheus/rules/watchdog.yml): always firing, never listed.
+WATCHDOG_ALERT = "AlgopackWatchdog"
 
 
 class OpsError(Exception):
@@ -30,21 +37,58 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _answered(exc: Exception) -> bool:
+    """The server answered (a 4xx, or a body that is not JSON): another replica would not help."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return exc.response.status_code < 500
+    return isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException)
+
+
 class _Client:
-    def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_urls: str | Sequence[str], timeout: float = TIMEOUT_SECONDS):
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
+            raise ValueError("at least one base URL")
+        self.base_urls = tuple(url.rstrip("/") for url in urls)
+        self._current = 0
+        self._singles: dict[int, Self] = {}
         self.timeout = timeout
         self.session = requests.Session()
 
+    @property
+    def base_url(self) -> str:
+        """The URL that answered last (the first one until a failover)."""
+        return self.base_urls[self._current]
+
+    def only(self, index: int) -> Self:
+        """A client for one of the URLs alone (the dead-man check judges each replica)."""
+        if len(self.base_urls) == 1:
+            return self
+        if index not in self._singles:
+            self._singles[index] = type(self)(self.base_urls[index], self.timeout)
+        return self._singles[index]
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.session.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
-            response.raise_for_status()
-            if not response.content:
-                return None
-            return response.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise OpsError(_reason(exc)) from exc
+        first_error: OpsError | None = None
+        for step in range(len(self.base_urls)):
+            index = (self._current + step) % len(self.base_urls)
+            try:
+                response = self.session.request(method, self.base_urls[index] + path, timeout=self.timeout,
+                                                **kwargs)
+                response.raise_for_status()
+                self._current = index
+                if not response.content:
+                    return None
+                return response.json()
+            except (requests.RequestException, ValueError) as exc:
+                error = OpsError(_reason(exc))
+                error.__cause__ = exc
+                if _answered(exc):
+                    self._current = index
+                    raise error from exc
+                first_error = first_error or error
+        assert first_error is not None
+        raise first_error
 
 
 @dataclass(frozen=True)
@@ -123,17 +167,27 @@ def _rfc3339(moment: datetime) -> str:
 class Alertmanager(_Client):
     """API v2: alerts, silences."""
 
-    def alerts(self, include_silenced: bool = False) -> list[Alert]:
-        params = {"active": "true", "silenced": str(include_silenced).lower(),
-                  "inhibited": str(include_silenced).lower(), "unprocessed": "true"}
+    def _alerts(self, params: dict[str, Any]) -> list[Alert]:
         body = self._request("GET", "/api/v2/alerts", params=params)
         if not isinstance(body, list):
             raise OpsError("неожиданный ответ")
-        alerts = [Alert(item.get("fingerprint", ""), dict(item.get("labels") or {}),
-                        dict(item.get("annotations") or {}), _time(item.get("startsAt")),
-                        (item.get("status") or {}).get("state", "active")) for item in body]
+        return [Alert(item.get("fingerprint", ""), dict(item.get("labels") or {}),
+                      dict(item.get("annotations") or {}), _time(item.get("startsAt")),
+                      (item.get("status") or {}).get("state", "active")) for item in body]
+
+    def alerts(self, include_silenced: bool = False) -> list[Alert]:
+        """Alerts for people: the always-firing watchdog is left out."""
+        params = {"active": "true", "silenced": str(include_silenced).lower(),
+                  "inhibited": str(include_silenced).lower(), "unprocessed": "true"}
+        alerts = [a for a in self._alerts(params) if a.name != WATCHDOG_ALERT]
         return sorted(alerts, key=lambda a: (a.starts_at or datetime.min.replace(tzinfo=UTC),
                                              a.fingerprint))
+
+    def watchdog_active(self) -> bool:
+        """AlgopackWatchdog is active here: Prometheus evaluates rules and reaches us."""
+        params = {"active": "true", "silenced": "false", "inhibited": "false", "unprocessed": "false",
+                  "filter": f'alertname="{WATCHDOG_ALERT}"'}
+        return any(a.name == WATCHDOG_ALERT and a.state == "active" for a in self._alerts(params))
 
     def alert(self, fingerprint: str) -> Alert | None:
         for alert in self.alerts(include_silenced=True):

@@ -164,3 +164,21 @@ DIGEST_NO_MARKETS = "Рынки не выбраны — считать нече�
 DIGEST_PROMETHEUS_DOWN = "⚠️ Prometheus недоступен ({reason}) — итоги дня посчитать не удалось"
 DIGEST_BAD_ARGS = ("Не понял аргументы. Пример: <code>/digest 2026-11-25</code> "
                    "(дата ГГГГ-ММ-ДД или ДД.ММ.ГГГГ, не в будущем; можно добавить рынок: eq, fx, fo)")
+
+# ------------------------------------------------------------------ dead-man check (bot/deadman.py)
+
+DEADMAN_DOWN = "⚠️ <b>Мониторинг не работает</b>: {what}"
+DEADMAN_STILL_DOWN = "⚠️ <b>Мониторинг всё ещё не работает</b>: {what}"
+DEADMAN_LINE = "• {problem} — с {since} МСК ({duration})"
+DEADMAN_FOOTER = "Алерты о данных ALGOPACK могут не приходить, пока это не исправлено."
+DEADMAN_UP = "✅ <b>Мониторинг снова работает</b>: {what} (не работало {duration})"
+DEADMAN_PROMETHEUS = "Prometheus {url} не отвечает ({reason})"
+DEADMAN_PROMETHEUS_UP = "Prometheus {url} отвечает"
+DEADMAN_EXPORTER = "экспортёр недоступен для Prometheus (up{{job=\"algopack\"}} = 0 или нет цели)"
+DEADMAN_EXPORTER_UP = "Prometheus снова получает метрики экспортёра"
+DEADMAN_ALERTMANAGER = "Alertmanager {url} не отвечает ({reason})"
+DEADMAN_ALERTMANAGER_UP = "Alertmanager {url} отвечает"
+DEADMAN_WATCHDOG = "в Alertmanager {url} нет сигнала AlgopackWatchdog: Prometheus не доставляет ему алерты"
+DEADMAN_WATCHDOG_UP = "Alertmanager {url} снова получает алерты от Prometheus"
+DEADMAN_ALERT_TOKEN = "Telegram не принимает токен бота Alertmanager ({reason}): алерты в группу не доставляются"
+DEADMAN_ALERT_TOKEN_UP = "Telegram снова принимает токен бота Alertmanager"

@@ -16,6 +16,9 @@ Environment:
     ALERTMANAGER_GROUP_WAIT       default 30s
     ALERTMANAGER_GROUP_INTERVAL   default 1m
     ALERTMANAGER_REPEAT_INTERVAL  default 4h
+    ALERTMANAGER_HEARTBEAT_URL    optional: the AlgopackWatchdog alert is POSTed there (a
+                                  Healthchecks ping URL); unset: the watchdog goes nowhere
+    ALERTMANAGER_HEARTBEAT_INTERVAL  default 5m, at most 5m: one ping per interval
 
 CLI: python -m deploy.render_alertmanager --out DIR
 """
@@ -45,7 +48,12 @@ DEFAULTS = {
     "ALERTMANAGER_GROUP_WAIT": "30s",
     "ALERTMANAGER_GROUP_INTERVAL": "1m",
     "ALERTMANAGER_REPEAT_INTERVAL": "4h",
+    "ALERTMANAGER_HEARTBEAT_INTERVAL": "5m",
 }
+# A Healthchecks check is set up with a 5-minute period; a slower ping would page falsely.
+MAX_HEARTBEAT_SECONDS = 300
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 # Prometheus/Alertmanager duration syntax, e.g. 30s, 1m30s, 4h.
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -70,6 +78,35 @@ def _duration(environ: Mapping[str, str], name: str) -> str:
     if not _DURATION.match(value):
         raise RenderError(f"{name} must be a duration such as 30s, 5m or 4h, got {value!r}")
     return value
+
+
+def _seconds(duration: str) -> float:
+    return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(duration))
+
+
+def _heartbeat(environ: Mapping[str, str]) -> dict[str, str]:
+    """Timing of the watchdog route and the webhook block (empty without a URL).
+
+    The group is checked 5 times per interval and repeats after 4 checks, so exactly one
+    ping goes out per interval (see the template's comment)."""
+    interval = _duration(environ, "ALERTMANAGER_HEARTBEAT_INTERVAL")
+    seconds = _seconds(interval)
+    if not 5 <= seconds <= MAX_HEARTBEAT_SECONDS:
+        raise RenderError(f"ALERTMANAGER_HEARTBEAT_INTERVAL must be between 5s and 5m, got {interval!r}")
+    check = max(1, int(seconds // 5))
+    values = {"heartbeat_group_interval": f"{check}s", "heartbeat_repeat_interval": f"{4 * check}s",
+              "heartbeat_webhook": ""}
+    if (environ.get("ALERTMANAGER_HEARTBEAT_URL") or "").strip():
+        try:
+            url = _url(environ, "ALERTMANAGER_HEARTBEAT_URL")
+        except RenderError:
+            # A ping URL carries the check's secret id: never echo it.
+            raise RenderError("ALERTMANAGER_HEARTBEAT_URL must be an http(s) URL") from None
+        values["heartbeat_webhook"] = ("    webhook_configs:\n"
+                                       f"      - url: {json.dumps(url)}\n"
+                                       "        send_resolved: false\n"
+                                       "        max_alerts: 1")
+    return values
 
 
 def _settings(environ: Mapping[str, str]) -> dict[str, str]:
@@ -100,6 +137,10 @@ def _settings(environ: Mapping[str, str]) -> dict[str, str]:
             values[key] = check(environ, name)
         except RenderError as exc:
             errors.append(str(exc))
+    try:
+        values.update(_heartbeat(environ))
+    except RenderError as exc:
+        errors.append(str(exc))
     if errors:
         raise RenderError("; ".join(errors))
     values.update(bot_token=token, chat_id=chat_id)
@@ -130,6 +171,9 @@ def render_config_text(settings: Mapping[str, str]) -> str:
         group_wait=settings["group_wait"],
         group_interval=settings["group_interval"],
         repeat_interval=settings["repeat_interval"],
+        heartbeat_group_interval=settings["heartbeat_group_interval"],
+        heartbeat_repeat_interval=settings["heartbeat_repeat_interval"],
+        heartbeat_webhook=settings["heartbeat_webhook"],
     )
 
 

@@ -54,6 +54,7 @@ BOT_ID = 1000002
 GRAFANA_URL = "http://127.0.0.1:3000"
 
 PROMETHEUS_BIN = "prometheus"
+SANDBOX_DEADMAN_REAL_SECONDS = 90.0
 INHERITED_SETTINGS = ("DELAY", "INTERVAL_REQUEST", "TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN_BOT",
                       "TELEGRAM_GROUP_CHATID", "TELEGRAM_API_URL", "PROMETHEUS_URL", "ALERTMANAGER_URL",
                       "GRAFANA_URL", "MOEX_PASSPORT_LOGIN", "MOEX_PASSPORT_PASSWORD", "MOEX_API_KEY")
@@ -266,6 +267,15 @@ class LocalStack:
         longer counts in `alive()` and `stop()` skips it. Returns its exit code."""
         return self.procs.pop(name).stop(timeout=10)
 
+    def restart_component(self, name: str) -> None:
+        """Start a component stopped by `stop_component` again, on the same port, with its
+        config rendered anew and its data directory kept (Prometheus TSDB, Alertmanager
+        silences), as a process manager would."""
+        if name in self.procs:
+            raise RuntimeError(f"{name} is running")
+        getattr(self, f"_start_{name}")()
+        self._write_pids()
+
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self.procs.items()}
 
@@ -319,6 +329,10 @@ class LocalStack:
         if "alertmanager" in self.urls:
             config["alertmanager"] = {"url": self.urls["alertmanager"]}
         config["grafana"] = {"url": GRAFANA_URL}
+        # The bot's dead-man check runs on the fast clock, Prometheus and Alertmanager on real
+        # time: a just-started Prometheus re-sends the watchdog only after its 1-minute resend
+        # delay, so the threshold must stay above ~90 s real or every start would be reported.
+        config["deadman"] = {"threshold_seconds": max(180.0, SANDBOX_DEADMAN_REAL_SECONDS * self.clock_speed)}
         return deep_merge(config, self.config_overrides)
 
     def _env(self, component: str, **extra: str) -> dict[str, str]:

@@ -163,7 +163,22 @@ class TelegramConfig:
 
 @dataclass(frozen=True)
 class UrlConfig:
-    url: str
+    url: str                          # the first (preferred) URL
+    others: tuple[str, ...] = ()      # more replicas, tried in order when one is down
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.others)
+
+
+@dataclass(frozen=True)
+class DeadmanConfig:
+    """The bot's check of the monitoring itself (bot/deadman.py); seconds on the bot's clock."""
+
+    enabled: bool = True
+    check_interval_seconds: float = 60.0
+    threshold_seconds: float = 180.0
+    reminder_hours: float = 4.0     # 0: never remind
 
 
 def _default_markets() -> dict[str, MarketConfig]:
@@ -187,6 +202,7 @@ class Config:
     prometheus: UrlConfig = field(default_factory=lambda: UrlConfig("http://127.0.0.1:9090"))
     alertmanager: UrlConfig = field(default_factory=lambda: UrlConfig("http://127.0.0.1:9093"))
     grafana: UrlConfig = field(default_factory=lambda: UrlConfig("http://127.0.0.1:3000"))
+    deadman: DeadmanConfig = field(default_factory=DeadmanConfig)
     path: Path | None = None  # the file this came from (None: defaults only)
 
     def enabled_pairs(self) -> list[tuple[str, str]]:
@@ -230,8 +246,11 @@ _SCHEMA: dict[str, Any] = {
     "prometheus": {"url"},
     "alertmanager": {"url"},
     "grafana": {"url"},
+    "deadman": {"enabled", "check_interval_seconds", "threshold_seconds", "reminder_hours"},
 }
 _SYNC_KEYS = {"enabled", "time", "days_ahead", "retry_minutes"}
+# `url` may be a list of replicas (the bot tries them in order).
+_LIST_URL_SECTIONS = ("prometheus", "alertmanager")
 _MARKET_KEYS = {"enabled", "probe", "endpoints"}
 _FO_MARKET_KEYS = _MARKET_KEYS | {"futoi_ticker"}
 
@@ -345,7 +364,11 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], checker: _Checke
                           ("ALERTMANAGER_URL", "alertmanager"), ("GRAFANA_URL", "grafana")):
         text = env(name)
         if text is not None:
-            put(section, "api_url" if section == "telegram" else "url", text, name)
+            if section in _LIST_URL_SECTIONS and "," in text:
+                # PROMETHEUS_URL=http://a:9090,http://b:9090 (an HA pair)
+                put(section, "url", [part.strip() for part in text.split(",")], name)
+            else:
+                put(section, "api_url" if section == "telegram" else "url", text, name)
 
 
 class _Reader:
@@ -607,6 +630,22 @@ def _read_telegram(raw: Mapping[str, Any], environ: Mapping[str, str], checker: 
                           group_chat_id=group_chat_id, alert_token=alert_token, bot_token=bot_token)
 
 
+def _read_urls(r: _Reader, default: str, many: bool) -> UrlConfig:
+    """`url: http://a` or, where `many`, `url: [http://a, http://b]` (replicas, in order)."""
+    value = r.values.get("url")
+    if not (many and isinstance(value, list)):
+        return UrlConfig(r.url("url", default))
+    if not value:
+        r.checker.error(r.path("url"), "must be an http(s) URL or a non-empty list of them")
+        return UrlConfig(default)
+    urls = []
+    for index, item in enumerate(value):
+        one = _Reader(r.checker, r.section, {f"url[{index}]": item})
+        urls.append(one.url(f"url[{index}]", default))
+    urls = list(dict.fromkeys(urls))
+    return UrlConfig(urls[0], tuple(urls[1:]))
+
+
 def _read_file(path: Path, checker: _Checker) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
@@ -691,9 +730,17 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     urls = {}
     for name, default in (("prometheus", "http://127.0.0.1:9090"), ("alertmanager", "http://127.0.0.1:9093"),
                           ("grafana", "http://127.0.0.1:3000")):
-        urls[name] = UrlConfig(_Reader(checker, name, _section(raw, name)).url("url", default))
+        urls[name] = _read_urls(_Reader(checker, name, _section(raw, name)), default, name in _LIST_URL_SECTIONS)
+
+    d = _Reader(checker, "deadman", _section(raw, "deadman"))
+    deadman = DeadmanConfig(
+        enabled=d.boolean("enabled", DeadmanConfig.enabled),
+        check_interval_seconds=d.number("check_interval_seconds", DeadmanConfig.check_interval_seconds),
+        threshold_seconds=d.number("threshold_seconds", DeadmanConfig.threshold_seconds),
+        reminder_hours=d.number("reminder_hours", DeadmanConfig.reminder_hours, strict=False),
+    )
 
     if checker.errors:
         raise ConfigError(checker.errors)
-    return Config(iss=iss, calendar=calendar, poll=poll, delay_threshold_seconds=delay, markets=markets,
+    return Config(deadman=deadman, iss=iss, calendar=calendar, poll=poll, delay_threshold_seconds=delay, markets=markets,
                   web=WebConfig(listen), telegram=telegram, path=config_path, **urls)

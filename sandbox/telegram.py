@@ -208,6 +208,7 @@ class FakeTelegram:
             self._files: dict[str, bytes] = {}
             self._faults: list[dict[str, Any]] = []
             self._down = False
+            self._revoked: set[int] = set()           # bot ids whose token was revoked (401)
             self._requests: dict[str, int] = {}
             self._callback_seq = itertools.count(1)
             self._cond.notify_all()
@@ -399,10 +400,16 @@ class FakeTelegram:
         with self._lock:
             self._down = down
 
+    def revoke(self, bot_id: int) -> None:
+        """Every call with this bot's token answers 401 Unauthorized, as after a token is revoked."""
+        with self._lock:
+            self._revoked.add(int(bot_id))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._down = False
+            self._revoked.clear()
 
     def _check_fault(self, method: str) -> None:
         with self._lock:
@@ -427,6 +434,8 @@ class FakeTelegram:
         bot_id = self.bot_id(token)
         with self._lock:
             self._requests[method] = self._requests.get(method, 0) + 1
+            if bot_id in self._revoked:
+                raise ApiError(401, "Unauthorized")
         self._check_fault(method)
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
@@ -684,6 +693,8 @@ class FakeTelegram:
             body = body or {}
             if body.get("down"):
                 self.set_down(True)
+            elif body.get("revoke") is not None:
+                self.revoke(int(body["revoke"]))
             else:
                 self.add_fault(body.get("method"), int(body.get("status", 500)), body.get("retry_after"),
                                body.get("count"))

@@ -364,3 +364,50 @@ def wait_until(predicate, timeout: float = 10.0) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError("condition not reached")
+
+
+# ---------------------------------------------------------------------------------------
+# The watchdog heartbeat (ALERTMANAGER_HEARTBEAT_URL)
+
+HEARTBEAT_URL = "https://hc-ping.com/0f1e2d3c-aaaa-bbbb-cccc-000000000017"
+
+
+def amtool_route(config: Path, *labels: str) -> str:
+    result = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={config}", *labels],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("url", ["", HEARTBEAT_URL])
+def test_watchdog_goes_to_the_heartbeat_receiver_only(tmp_path: Path, url: str) -> None:
+    path = render_alertmanager(tmp_path, environ(ALERTMANAGER_HEARTBEAT_URL=url))
+    result = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert amtool_route(path, "alertname=AlgopackWatchdog", "severity=none") == "heartbeat"
+    assert amtool_route(path, "alertname=AlgopackDataDelayed", "market=eq") == "telegram"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    (route,) = config["route"]["routes"]
+    assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == ("0s", "60s", "240s")
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert set(receivers) == {"telegram", "heartbeat"}
+    if url:
+        (webhook,) = receivers["heartbeat"]["webhook_configs"]
+        assert webhook == {"url": url, "send_resolved": False, "max_alerts": 1}
+    else:
+        assert receivers["heartbeat"] == {"name": "heartbeat"}
+    exporter_down = next(r for r in config["inhibit_rules"] if "ExporterDown" in r["source_matchers"][0])
+    assert 'alertname!="AlgopackWatchdog"' in exporter_down["target_matchers"]
+
+
+def test_heartbeat_interval_is_bounded_and_the_url_never_echoed(tmp_path: Path) -> None:
+    path = render_alertmanager(tmp_path, environ(ALERTMANAGER_HEARTBEAT_URL=HEARTBEAT_URL,
+                                                 ALERTMANAGER_HEARTBEAT_INTERVAL="10s"))
+    (route,) = yaml.safe_load(path.read_text(encoding="utf-8"))["route"]["routes"]
+    assert (route["group_interval"], route["repeat_interval"]) == ("2s", "8s")
+    for bad in ("6m", "1s", "soon"):
+        with pytest.raises(RenderError, match="ALERTMANAGER_HEARTBEAT_INTERVAL"):
+            render_alertmanager(tmp_path, environ(ALERTMANAGER_HEARTBEAT_INTERVAL=bad))
+    with pytest.raises(RenderError) as caught:
+        render_alertmanager(tmp_path, environ(ALERTMANAGER_HEARTBEAT_URL="ftp://secret-check-id"))
+    assert "secret-check-id" not in str(caught.value)

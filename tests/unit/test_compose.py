@@ -341,3 +341,53 @@ def test_alertmanager_entrypoint_redacts_telegram_tokens(tmp_path):
     assert "args=--config.file=a.yml --cluster.listen-address=" in out
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     assert compose["services"]["alertmanager"]["entrypoint"][-1].endswith("alertmanager-entrypoint.sh")
+
+
+# ---------------------------------------------------------------------------- HA pair (deploy/ha)
+
+HA_OVERRIDE = REPO_ROOT / "deploy" / "ha" / "docker-compose.ha.yml"
+HA_SETTINGS = {"TELEGRAM_GROUP_CHATID": "-1001234567890", "GRAFANA_ADMIN_PASSWORD": "s3cret",
+               "HA_REPLICA": "b", "HA_SELF_ADDRESS": "10.0.0.12", "HA_PEER_ADDRESS": "10.0.0.11",
+               "ALERTMANAGER_HEARTBEAT_URL": "https://hc-ping.com/uuid-of-the-check"}
+
+
+@needs_compose
+def test_ha_override_validates_and_wires_the_pair(tmp_path):
+    env_file = _env_file(tmp_path, **HA_SETTINGS)
+    assert _compose(env_file, "-f", str(HA_OVERRIDE), "config", "-q").returncode == 0
+    result = _compose(env_file, "-f", str(HA_OVERRIDE), "config")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    am = services["alertmanager"]["command"]
+    assert {"--cluster.listen-address=0.0.0.0:9094", "--cluster.advertise-address=10.0.0.12:9094",
+            "--cluster.peer=10.0.0.11:9094"} <= set(am)
+    assert "--cluster.listen-address=" not in am
+    prom = services["prometheus"]
+    assert "--config.file=/etc/prometheus/ha/prometheus.yml" in prom["command"]
+    assert "--enable-feature=expand-external-labels" in prom["command"]
+    assert prom["environment"]["HA_REPLICA"] == "b"
+    bot_env = services["bot"]["environment"]
+    assert bot_env["PROMETHEUS_URL"] == "http://prometheus:9090,http://10.0.0.11:9090"
+    assert bot_env["ALERTMANAGER_URL"] == "http://alertmanager:9093,http://10.0.0.11:9093"
+    assert services["init"]["environment"]["ALERTMANAGER_HEARTBEAT_URL"] == HA_SETTINGS["ALERTMANAGER_HEARTBEAT_URL"]
+    published = {str(p.get("published")) + "/" + p.get("protocol", "tcp") + "@" + str(p.get("host_ip"))
+                 if isinstance(p, dict) else p for p in services["alertmanager"]["ports"]}
+    assert any("9094" in p and "udp" in p for p in published), published
+    # Without the addresses compose refuses, naming the variable.
+    missing = _compose(_env_file(tmp_path, **{**HA_SETTINGS, "HA_SELF_ADDRESS": ""}),
+                       "-f", str(HA_OVERRIDE), "config", "-q")
+    assert missing.returncode != 0 and "HA_SELF_ADDRESS" in missing.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_ha_prometheus_config_passes_promtool_and_drops_the_replica_from_alerts():
+    result = subprocess.run(["promtool", "check", "config", str(REPO_ROOT / "deploy" / "ha" / "prometheus.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "ha" / "prometheus.yml").read_text())
+    assert config["global"]["external_labels"] == {"replica": "${HA_REPLICA}"}
+    assert config["alerting"]["alert_relabel_configs"] == [{"action": "labeldrop", "regex": "replica"}]
+    assert config["scrape_configs"][0]["relabel_configs"] == [{"target_label": "instance",
+                                                               "replacement": "algopack-exporter"}]
+    for example in ("exporter.yml.example", "alertmanagers.yml.example"):
+        assert yaml.safe_load((REPO_ROOT / "deploy" / "ha" / example).read_text())[0]["targets"]
