@@ -19,11 +19,12 @@ RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROM / "tests").glob("*.yml"))
 
 # docs/internals.md "Dashboards": the ids alert links may point at.
-DASHBOARD_PANELS = {"algopack-overview": set(range(10, 18)), "algopack-health": set(range(20, 26))}
+DASHBOARD_PANELS = {"algopack-overview": set(range(10, 18)), "algopack-health": set(range(20, 26)),
+                    "algopack-slo": set(range(30, 36))}
 EXPECTED_ALERTS = {
     "AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackHi2Missing",
     "AlgopackObstatsSecidsDropped", "AlgopackPollFailing", "AlgopackExporterDown",
-    "AlgopackCalendarReloadFailed", "AlgopackCalendarSyncFailing",
+    "AlgopackCalendarReloadFailed", "AlgopackCalendarSyncFailing", "AlgopackFeedSLOBurn",
 }
 DATA_ALERTS = {"AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackObstatsSecidsDropped"}
 
@@ -145,7 +146,7 @@ def test_render_prometheus_config_for_local_runs(tmp_path: Path) -> None:
     assert Path(config["rule_files"][0]).is_absolute()
     result = promtool("check", "config", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 1 rule files found" in result.stdout
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
 
     bare = render_prometheus_config(tmp_path / "bare.yml", "127.0.0.1:1", None)
     assert "alerting" not in yaml.safe_load(bare.read_text(encoding="utf-8"))
