@@ -65,3 +65,47 @@ def test_next_verdict_moment_of_the_earliest_unjudged_hole():
     arrivals = {BUCKETS[0]: BUCKETS[0] + 5}
     assert slo.next_verdict_ts(BUCKETS, arrivals, frozenset(), G, W, 0) == BUCKETS[1] + G + W + 1
     assert slo.next_verdict_ts(BUCKETS, arrivals, frozenset(BUCKETS), G, W, 0) is None
+
+
+def test_slo_config_targets(tmp_path):
+    import pytest
+
+    from exporter.config import ConfigError, load_config
+
+    path = tmp_path / "config.yml"
+    path.write_text("slo:\n  target_ratio: 0.99\n  targets: {eq: {tradestats: 0.999}}\n", encoding="utf-8")
+    config = load_config(path, environ={})
+    assert config.slo.target("eq", "tradestats") == 0.999 and config.slo.target("fx", "obstats") == 0.99
+    assert load_config(None, environ={}).slo.target("fo", "futoi") == 0.995
+    path.write_text("slo:\n  target_ratio: 99.5\n  targets: {eq: {hi2: 0.9}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as failed:
+        load_config(path, environ={})
+    assert "slo.target_ratio" in str(failed.value) and "slo.targets.eq.hi2" in str(failed.value)
+
+
+def test_every_outcome_and_the_target_exposed_before_the_first_poll(tmp_path):
+    from datetime import datetime
+
+    from prometheus_client import generate_latest
+
+    from exporter.app import ExporterApp
+    from exporter.clock import MSK, ManualClock
+    from exporter.config import load_config
+    from tests.integration.exporter_sim import CALENDAR
+
+    path = tmp_path / "config.yml"
+    path.write_text(f"iss: {{base_url: 'http://127.0.0.1:9', auth: none}}\ncalendar: {{file: '{CALENDAR}'}}\n",
+                    encoding="utf-8")
+    app = ExporterApp(load_config(path, environ={}), ManualClock(datetime(2026, 11, 25, 9, 0, tzinfo=MSK)))
+    try:
+        text = generate_latest(app.registry).decode()
+    finally:
+        app.client.close()
+    intraday = [p for p in app.store.snapshot.pairs if p[1] != "hi2"]
+    for market, endpoint in intraday:
+        for outcome in slo.OUTCOMES:
+            assert (f'algopack_buckets_total{{endpoint="{endpoint}",market="{market}",outcome="{outcome}"}} 0.0'
+                    in text)
+        assert f'algopack_bucket_publish_delay_seconds_count{{endpoint="{endpoint}",market="{market}"}} 0.0' in text
+        assert f'algopack_slo_target_ratio{{endpoint="{endpoint}",market="{market}"}} 0.995' in text
+    assert 'endpoint="hi2",market="eq",outcome' not in text
