@@ -29,9 +29,9 @@ from telegram.ext import (
 from bot import calendar_ui, callbacks, texts
 from bot.access import AccessPolicy
 from bot.digest import build_digest, digest_markets, png_reports, render_digest
-from bot.slo import build_slo, first_working_day, parse_month, previous_month, render_slo
 from bot.ops import Alert, Alertmanager, OpsError, Prometheus, Silence
 from bot.report import build_report
+from bot.slo import build_slo, first_working_day, parse_month, previous_month, render_slo
 from exporter.calendar import MARKETS, Calendar, CalendarError, load_calendar
 from exporter.calendar_edit import CalendarReadOnly, toggle_day
 from exporter.calendar_sync import SyncError, SyncResult, sync_calendar
