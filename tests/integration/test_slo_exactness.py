@@ -86,3 +86,24 @@ def test_after_a_restart_only_buckets_due_after_the_start_are_judged(tmp_path):
             assert sum(state.buckets_total.values()) == len(state.judged) == 8, (market, endpoint)
     finally:
         run.close()
+
+
+def test_closing_buckets_are_judged_the_same_evening(tmp_path):
+    # fx trades until 19:00; its 18:55 probe bucket never comes. Nothing else would poll fx
+    # before tomorrow: one verdict poll after 18:55 + grace + hole window (19:27) counts it.
+    markets = {"eq": {"enabled": False}, "fx": {"enabled": True, "endpoints": ["tradestats"]},
+               "fo": {"enabled": False}}
+    run = OurRun(tmp_path, start=scenario.at(18, 30), scale=0.05, markets=markets, with_faults=False)
+    try:
+        run.iss.faults.set("drop_intervals", market="fx", dataset="tradestats", intervals=["18:55"], scope="probe")
+        pair = ("fx", "tradestats")
+        run.run(scenario.at(19, 26), evaluate=False)
+        assert run.app.store.get(pair).buckets_total["missing"] == 0
+        polls = run.app.store.get(pair).polls_total
+        run.run(scenario.at(19, 40), evaluate=False)
+        state = run.app.store.get(pair)
+        assert state.buckets_total == {"on_time": 5, "late": 0, "missing": 1}  # 18:35 .. 19:00
+        assert state.polls_total == polls + 1
+        assert state.next_poll_ts > scenario.at(23, 59).timestamp()  # then quiet until tomorrow
+    finally:
+        run.close()
