@@ -60,7 +60,7 @@ def missing_interval_alerts(s: Samples, listed: int = scenario.LISTED_HOLES) -> 
     return out
 
 
-def write_config(workdir: Path, iss_url: str) -> Path:
+def write_config(workdir: Path, iss_url: str, markets: dict | None = None) -> Path:
     data = {
         "iss": {"base_url": iss_url, "auth": "none", "timeout_seconds": 30, "retries": 0},
         "calendar": {"file": str(scenario.CALENDAR)},
@@ -69,6 +69,8 @@ def write_config(workdir: Path, iss_url: str) -> Path:
                  "missing_window_seconds": scenario.MISSING_WINDOW},
         "delay_threshold_seconds": scenario.DELAY_THRESHOLD,
     }
+    if markets is not None:
+        data["markets"] = markets
     path = workdir / "bench-config.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -76,10 +78,10 @@ def write_config(workdir: Path, iss_url: str) -> Path:
 
 class OurRun:
     def __init__(self, workdir: Path, start: datetime = scenario.DAY_START, scale: float = 1.0,
-                 with_faults: bool = True):
+                 with_faults: bool = True, markets: dict | None = None):
         self.clock = ManualClock(start)
         self.iss = scenario.make_sandbox(self.clock, scale=scale, with_faults=with_faults)
-        self.config = load_config(str(write_config(workdir, self.iss.url)), environ={})
+        self.config = load_config(str(write_config(workdir, self.iss.url, markets)), environ={})
         self.app = ExporterApp(self.config, self.clock)
         self.app.poller.plan_startup(self.clock.now())
         self.holds = RuleHolds(scenario.RULE_HOLDS)

@@ -32,6 +32,7 @@ from bot.deadman import DeadMan, TelegramTokenCheck, probe
 from bot.digest import build_digest, digest_markets, png_reports, render_digest
 from bot.ops import Alert, Alertmanager, OpsError, Prometheus, Silence
 from bot.report import build_report
+from bot.slo import build_slo, first_working_day, parse_month, previous_month, render_slo
 from exporter.calendar import MARKETS, Calendar, CalendarError, load_calendar
 from exporter.calendar_edit import CalendarReadOnly, toggle_day
 from exporter.calendar_sync import SyncError, SyncResult, sync_calendar
@@ -658,6 +659,23 @@ async def cmd_digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                       digest_markets(requested, working, state.markets), day)
 
 
+async def send_slo(bot: Any, state: BotState, chat_id: int, year: int, month: int) -> None:
+    report = await asyncio.to_thread(build_slo, state.prometheus, state.clock, year, month)
+    if report.error is not None:
+        log.warning("event=slo_failed month=%04d-%02d error=%r", year, month, report.error)
+    await bot.send_message(chat_id, render_slo(report), parse_mode=ParseMode.HTML)
+
+
+async def cmd_slo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`/slo [YYYY-MM]`: the month's feed SLO (the current month so far by default)."""
+    state = _state(context)
+    parsed = parse_month(context.args or [], state.clock.today())
+    if parsed is None:
+        await update.effective_message.reply_text(texts.SLO_BAD_ARGS, parse_mode=ParseMode.HTML)
+        return
+    await send_slo(context.bot, state, update.effective_chat.id, *parsed)
+
+
 async def daily_report_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Runs every few (real) seconds; once per virtual day after report_time posts the digest
     of the markets trading that day followed by their /report PNGs (nothing on a day off)."""
@@ -673,6 +691,10 @@ async def daily_report_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     log.info("event=daily_report day=%s markets=%s", now.date(), ",".join(markets) or "-")
     if markets:
         await send_digest(context.bot, state, state.report_chat_id, markets, now.date())
+    if first_working_day(cal, now.date(), state.markets):
+        year, month = previous_month(now.date())
+        log.info("event=monthly_slo month=%04d-%02d", year, month)
+        await send_slo(context.bot, state, state.report_chat_id, year, month)
 
 
 async def deadman_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -748,7 +770,8 @@ def build_application(config: Any, clock: Clock | None = None, token: str | None
     application.add_handler(TypeHandler(object, access_gate), group=-1)
     for name, handler in (("start", cmd_start), ("help", cmd_help), ("info", cmd_info),
                           ("calendar", cmd_calendar), ("status", cmd_status), ("alerts", cmd_alerts),
-                          ("silences", cmd_silences), ("report", cmd_report), ("digest", cmd_digest)):
+                          ("silences", cmd_silences), ("report", cmd_report), ("digest", cmd_digest),
+                          ("slo", cmd_slo)):
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(on_callback))
     application.add_error_handler(error_handler)

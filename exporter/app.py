@@ -41,7 +41,7 @@ class ExporterApp:
         markets = sorted({market for market, _ in config.enabled_pairs()})
         self.collector = AlgopackCollector(self.store, self.calendars, clock, self.stats,
                                            config.delay_threshold_seconds, config.poll, markets,
-                                           calendar_sync=self.calendar_sync)
+                                           calendar_sync=self.calendar_sync, slo_config=config.slo)
         # Collectors without names (ours describes nothing: its families are dynamic) must still
         # answer `/metrics?name[]=...`: prometheus_client only filters those when told so.
         self.registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)

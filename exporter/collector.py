@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from . import __version__, checks
+from . import __version__, checks, slo
 from .calendar import Calendar, CalendarStore
 from .clock import Clock
-from .config import PollConfig
+from .config import PollConfig, SloConfig
 from .iss import IssStats
 from .state import ERROR_REASONS, REJECT_REASONS, PairState, StateStore
 
@@ -57,7 +57,7 @@ def _value(value: float | None) -> float:
 class AlgopackCollector(Collector):
     def __init__(self, store: StateStore, calendars: CalendarStore, clock: Clock, stats: IssStats,
                  delay_threshold_seconds: float, poll: PollConfig, markets: Iterable[str],
-                 calendar_sync: CalendarSyncJob | None = None):
+                 calendar_sync: CalendarSyncJob | None = None, slo_config: SloConfig | None = None):
         self.store = store
         self.calendars = calendars
         self.clock = clock
@@ -67,6 +67,7 @@ class AlgopackCollector(Collector):
         self.missing_window_seconds = float(poll.missing_window_seconds)
         self.markets = tuple(markets)
         self.calendar_sync = calendar_sync
+        self.slo_config = slo_config or SloConfig()
 
     def describe(self):
         return []  # families are dynamic; skip the registration-time collect()
@@ -79,6 +80,7 @@ class AlgopackCollector(Collector):
         yield from self._market_families(calendar, now, snapshot.pairs)
         yield from self._pair_families(calendar, now, now_ts, snapshot.pairs.values())
         yield from self._health_families(snapshot.pairs.values())
+        yield from self._slo_families(snapshot.pairs.values())
         yield from self._calendar_sync_families(now_ts)
 
     # ---- per market ------------------------------------------------------------------
@@ -237,6 +239,30 @@ class AlgopackCollector(Collector):
         build = GaugeMetricFamily("algopack_build_info", "Always 1", labels=["version"])
         build.add_metric([__version__], 1.0)
         yield from (requests_total, response_bytes, reload_ok, build)
+
+    # ---- feed SLO (exporter/slo.py) ---------------------------------------------------
+
+    def _slo_families(self, states: Iterable[PairState]):
+        labels = ["market", "endpoint"]
+        buckets = CounterMetricFamily("algopack_buckets",
+                                      "Expected probe buckets judged once each since start, by outcome (on_time: "
+                                      "SYSTIME - bucket end <= publish grace; late: within the hole window after "
+                                      "it; missing: no row by then)", labels=[*labels, "outcome"])
+        delay = HistogramMetricFamily("algopack_bucket_publish_delay_seconds",
+                                      "SYSTIME - bucket end of every judged bucket that came (on_time + late)",
+                                      labels=labels)
+        target = GaugeMetricFamily("algopack_slo_target_ratio",
+                                   "Share of expected buckets that must come on time over 30 days (slo config)",
+                                   labels=labels)
+        for state in states:
+            if state.endpoint not in INTRADAY:
+                continue
+            key = [state.market, state.endpoint]
+            for outcome in slo.OUTCOMES:
+                buckets.add_metric([*key, outcome], float(state.buckets_total.get(outcome, 0)))
+            delay.add_metric(key, state.bucket_delay.cumulative(), state.bucket_delay.sum)
+            target.add_metric(key, self.slo_config.target(state.market, state.endpoint))
+        yield from (buckets, delay, target)
 
     # ---- calendar sync -----------------------------------------------------------------
 

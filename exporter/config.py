@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -121,6 +122,18 @@ class PollConfig:
 
 
 @dataclass(frozen=True)
+class SloConfig:
+    """Feed SLO: the share of expected buckets that must come on time (over 30 days)."""
+
+    target_ratio: float = 0.995
+    # Per pair: {(market, endpoint): ratio}; the others use target_ratio.
+    targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+    def target(self, market: str, endpoint: str) -> float:
+        return self.targets.get((market, endpoint), self.target_ratio)
+
+
+@dataclass(frozen=True)
 class MarketConfig:
     name: str
     enabled: bool = True
@@ -195,6 +208,7 @@ class Config:
     iss: IssConfig = field(default_factory=IssConfig)
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     poll: PollConfig = field(default_factory=PollConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
     delay_threshold_seconds: float = 600.0
     markets: Mapping[str, MarketConfig] = field(default_factory=_default_markets)
     web: WebConfig = field(default_factory=WebConfig)
@@ -238,6 +252,7 @@ _SCHEMA: dict[str, Any] = {
     "calendar": {"file", "reload_interval_seconds", "sync"},
     "poll": {"interval_seconds", "publish_offset_seconds", "publish_grace_seconds", "missing_window_seconds",
              "max_workers"},
+    "slo": {"target_ratio", "targets"},
     "delay_threshold_seconds": None,
     "markets": {"eq", "fx", "fo"},
     "web": {"listen_address"},
@@ -513,6 +528,36 @@ def _read_calendar_sync(values: Any, checker: _Checker) -> CalendarSyncConfig:
                               retry_minutes=r.number("retry_minutes", base.retry_minutes))
 
 
+def _ratio(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
+
+
+def _read_slo(raw: Mapping[str, Any], checker: _Checker) -> SloConfig:
+    """slo: {target_ratio: 0.995, targets: {eq: {tradestats: 0.999}}}"""
+    section = _section(raw, "slo")
+    target = section.get("target_ratio", SloConfig.target_ratio)
+    if not _ratio(target):
+        checker.error("slo.target_ratio", "must be a ratio between 0 and 1 (e.g. 0.995)")
+        target = SloConfig.target_ratio
+    targets: dict[tuple[str, str], float] = {}
+    per_market = section.get("targets") or {}
+    if not isinstance(per_market, Mapping):
+        checker.error("slo.targets", "must be a mapping market -> {endpoint: ratio}")
+        per_market = {}
+    for market, endpoints in per_market.items():
+        if market not in MARKETS or not isinstance(endpoints, Mapping):
+            checker.error(f"slo.targets.{market}", f"must be one of {', '.join(MARKETS)} with {{endpoint: ratio}}")
+            continue
+        for endpoint, ratio in endpoints.items():
+            if endpoint not in ENDPOINTS or endpoint == "hi2":
+                checker.error(f"slo.targets.{market}.{endpoint}", "must be an intraday endpoint")
+            elif not _ratio(ratio):
+                checker.error(f"slo.targets.{market}.{endpoint}", "must be a ratio between 0 and 1")
+            else:
+                targets[(market, endpoint)] = float(ratio)
+    return SloConfig(float(target), MappingProxyType(targets))
+
+
 def _read_markets(raw: Mapping[str, Any], checker: _Checker) -> dict[str, MarketConfig]:
     defaults = _default_markets()
     section = _section(raw, "markets")
@@ -717,6 +762,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     )
     delay = _Reader(checker, "", raw).number("delay_threshold_seconds", Config.delay_threshold_seconds)
     markets = _read_markets(raw, checker)
+    slo = _read_slo(raw, checker)
 
     w = _Reader(checker, "web", _section(raw, "web"))
     listen = w.string("listen_address", WebConfig.listen_address) or WebConfig.listen_address
@@ -742,5 +788,6 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
 
     if checker.errors:
         raise ConfigError(checker.errors)
-    return Config(deadman=deadman, iss=iss, calendar=calendar, poll=poll, delay_threshold_seconds=delay, markets=markets,
+    return Config(deadman=deadman, iss=iss, calendar=calendar, poll=poll, slo=slo, delay_threshold_seconds=delay,
+                  markets=markets,
                   web=WebConfig(listen), telegram=telegram, path=config_path, **urls)

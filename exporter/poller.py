@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
 
-from . import checks
+from . import checks, slo
 from .calendar import CalendarStore
 from .clock import Clock
 from .iss import IssClient, IssError
@@ -29,6 +29,9 @@ FUTOI_TICKER = "/iss/analyticalproducts/futoi/securities/{ticker}.json"
 SECID_COLUMNS = ("tradetime", "secid")
 # While the `auto` probe has no row today, look at today's rows for a new one at most this often.
 PROBE_RECHECK_SECONDS = 300.0
+# Within a session the rhythm polls at least every bucket; only when its plan is further than
+# this past a bucket's SLO verdict moment is an extra poll planned for the verdict.
+VERDICT_SLACK_SECONDS = 300.0
 
 
 def _day(day: date) -> str:
@@ -47,6 +50,10 @@ class Poller:
         poll = config.poll
         self.params = RhythmParams.from_seconds(poll.publish_offset_seconds, poll.publish_grace_seconds,
                                                 poll.interval_seconds, config.delay_threshold_seconds)
+        self.grace_seconds = float(poll.publish_grace_seconds)
+        self.window_seconds = float(poll.missing_window_seconds)
+        # Buckets ending before the start are never judged (slo.py: no persisted state yet).
+        self.started_ts = clock.timestamp()
         self._pair_locks = {pair: threading.Lock() for pair in store.snapshot.pairs}
         self._probe_lock = threading.Lock()
 
@@ -62,7 +69,28 @@ class Poller:
             present = state.hi2_present and state.day == now.date()
             return next_hi2_poll(calendar, market, now, present, self.params)
         last_seen = max(state.seen_buckets) if state.seen_buckets and state.day == now.date() else None
-        return next_intraday_poll(calendar, market, now, last_seen, state.last_systime_ts, self.params)
+        planned = next_intraday_poll(calendar, market, now, last_seen, state.last_systime_ts, self.params)
+        verdict = self._next_verdict(state)
+        if verdict is not None and planned.timestamp() > verdict + VERDICT_SLACK_SECONDS:
+            # After the session (or a long break) nothing else would poll before the closing
+            # buckets' hole window ends: one poll then judges them (late or missing).
+            planned = max(datetime.fromtimestamp(verdict, now.tzinfo), now + self.params.interval)
+        return planned
+
+    def _expected(self, state: PairState) -> list[float]:
+        if state.day is None:
+            return []
+        return [b.timestamp() for b in self.calendars.current.expected_buckets(state.market, state.day)]
+
+    def _next_verdict(self, state: PairState) -> float | None:
+        return slo.next_verdict_ts(self._expected(state), state.arrivals, state.judged, self.grace_seconds,
+                                   self.window_seconds, self.started_ts)
+
+    def _judge(self, state: PairState, now_ts: float, final: bool = False) -> PairState:
+        """Judge the probe buckets of `state.day` that can be judged at `now_ts` (slo.py)."""
+        verdicts = slo.judge(self._expected(state), state.arrivals, state.judged, now_ts, self.grace_seconds,
+                             self.window_seconds, self.started_ts, final=final)
+        return state.with_verdicts(verdicts)
 
     def plan_startup(self, now: datetime) -> dict[tuple[str, str], datetime]:
         """First poll of every pair after a (re)start: right away when the market has traded
@@ -112,8 +140,12 @@ class Poller:
     def _poll_once(self, state: PairState, now: datetime) -> PairState:
         today = now.date()
         if state.day != today:
+            if state.endpoint != "hi2" and state.day is not None:
+                # Close the previous day: its rows are not read again, so what has not come is missing.
+                state = self._judge(state, now.timestamp(), final=True)
             state = replace(state, day=today, rows_seen=0, last_row_key=None, seen_buckets=frozenset(),
-                            rejected_keys=frozenset(), hi2_present=False)
+                            rejected_keys=frozenset(), hi2_present=False, arrivals=MappingProxyType({}),
+                            judged=frozenset())
         state = self._with_probe(state, today)
         if state.endpoint == "hi2":
             return self._poll_hi2(state, today)
@@ -131,12 +163,14 @@ class Poller:
         if state.endpoint == "obstats":
             if len(state.seen_buckets) != grew_before or state.secids_day != today:
                 state = self._count_secids(state, today)
-        return state
+        # Judged at the poll's start: every row published by then has just been read.
+        return self._judge(state, now.timestamp())
 
     def _with_probe(self, state: PairState, today: date) -> PairState:
         probe = self.probe_for(state.market, state.endpoint, today)
         if probe != state.probe:
-            state = replace(state, probe=probe, rows_seen=0, last_row_key=None, seen_buckets=frozenset())
+            state = replace(state, probe=probe, rows_seen=0, last_row_key=None, seen_buckets=frozenset(),
+                            arrivals=MappingProxyType({}))
         return state
 
     def _rows_route(self, state: PairState) -> tuple[str, str]:
@@ -187,7 +221,8 @@ class Poller:
                                 state.market, state.endpoint, reason, added)
         # Buckets seen earlier stay seen: a re-read adds late rows, it never un-publishes.
         state = replace(counted, seen_buckets=state.seen_buckets | frozenset(rows.buckets), rows_seen=rows_seen,
-                        last_row_key=last_key)
+                        last_row_key=last_key,
+                        arrivals=MappingProxyType(slo.merge_arrivals(state.arrivals, rows.buckets, rows.systimes)))
         newest = checks.newest(rows)
         if newest is not None and (state.last_tradetime_ts is None or newest[0] >= state.last_tradetime_ts):
             bucket, systime = newest

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from types import MappingProxyType
 
+from . import slo
 from .checks import REJECT_REASONS
 from .iss import ERROR_REASONS  # the one list of poll error reasons (the collector shows each)
 
@@ -30,19 +31,24 @@ class Histogram:
     counts: tuple[int, ...] = (0,) * len(DURATION_BUCKETS)  # per bucket, not cumulative
     total: int = 0
     sum: float = 0.0
+    bounds: tuple[float, ...] = DURATION_BUCKETS
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls((0,) * len(bounds), 0, 0.0, bounds)
 
     def observe(self, value: float) -> Histogram:
         counts = list(self.counts)
-        for index, bound in enumerate(DURATION_BUCKETS):
+        for index, bound in enumerate(self.bounds):
             if value <= bound:
                 counts[index] += 1
                 break
-        return Histogram(tuple(counts), self.total + 1, self.sum + value)
+        return Histogram(tuple(counts), self.total + 1, self.sum + value, self.bounds)
 
     def cumulative(self) -> list[tuple[str, int]]:
         running = 0
         out = []
-        for bound, count in zip(DURATION_BUCKETS, self.counts, strict=True):
+        for bound, count in zip(self.bounds, self.counts, strict=True):
             running += count
             out.append((f"{bound:g}", running))
         out.append(("+Inf", self.total))
@@ -77,6 +83,12 @@ class PairState:
     prev_day_counts: Mapping[str, int] | None = None
     # hi2: presence for `day`.
     hi2_present: bool = False
+    # Feed SLO (exporter/slo.py): earliest accepted SYSTIME per probe bucket of `day`, the
+    # buckets of `day` judged already, and the verdicts since start.
+    arrivals: Mapping[float, float] = field(default_factory=lambda: MappingProxyType({}))
+    judged: frozenset[float] = frozenset()
+    buckets_total: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(dict.fromkeys(slo.OUTCOMES, 0)))
+    bucket_delay: Histogram = Histogram.empty(slo.DELAY_BUCKETS)
     # Health.
     polled: bool = False          # a poll of this pair has completed since start
     up: bool = False
@@ -109,6 +121,20 @@ class PairState:
             counts[reason] = counts.get(reason, 0) + 1
         keys = self.rejected_keys | frozenset(key for _, key in new)
         return replace(self, rejected=MappingProxyType(counts), rejected_keys=keys)
+
+    def with_verdicts(self, verdicts: Iterable[slo.Verdict]) -> PairState:
+        """Count each verdict once (a bucket already judged today is skipped)."""
+        new = [v for v in verdicts if v.bucket not in self.judged]
+        if not new:
+            return self
+        counts = dict(self.buckets_total)
+        delay = self.bucket_delay
+        for verdict in new:
+            counts[verdict.outcome] = counts.get(verdict.outcome, 0) + 1
+            if verdict.delay is not None:
+                delay = delay.observe(verdict.delay)
+        return replace(self, buckets_total=MappingProxyType(counts), bucket_delay=delay,
+                       judged=self.judged | frozenset(v.bucket for v in new))
 
     def with_error(self, reason: str) -> PairState:
         errors = dict(self.errors)

@@ -34,8 +34,21 @@ SPEED = 30.0                   # virtual seconds per real second: a bucket every
 DELAY_THRESHOLD = 480          # virtual seconds ("порог 8 мин")
 
 
-def alert_messages(stack: LocalStack, since: int = 0) -> list[dict]:
-    return [m for m in stack.telegram_messages(since=since, chat_id=GROUP_CHAT_ID) if m["bot_id"] == ALERT_BOT_ID]
+# The feed SLO burn (AlgopackFeedSLOBurn) fires for the stop too: with a x30 clock, the burn
+# windows (real time in Prometheus: 5 m, 1 h) hold 30x as much virtual time, so the stop's
+# late buckets dominate them and the short window stays dirty for minutes. Its messages are
+# checked apart (only the stopped pair) and left out of the one-alert-per-fault checks.
+SLO_ALERT = "AlgopackFeedSLOBurn"
+SLO_TITLES = ("Быстро расходуется бюджет ошибок", "Расходуется бюджет ошибок")
+
+
+def is_slo(message: dict) -> bool:
+    return any(title in (message["text"] or "").split("\n", 1)[0] for title in SLO_TITLES)
+
+
+def alert_messages(stack: LocalStack, since: int = 0, slo: bool = False) -> list[dict]:
+    return [m for m in stack.telegram_messages(since=since, chat_id=GROUP_CHAT_ID)
+            if m["bot_id"] == ALERT_BOT_ID and (slo or not is_slo(m))]
 
 
 def hhmm_near(text: str, moment: datetime, before: timedelta, after: timedelta) -> bool:
@@ -105,11 +118,11 @@ def test_stop_resume_closed_session_and_exporter_down(tmp_path):
 
         # Only the stopped pair was ever reported: DataDelayed and possibly the faster
         # MissingIntervals for the same pair; never FX (outside its session), never another pair.
-        for message in alert_messages(stack):
+        for message in alert_messages(stack, slo=True):
             first_line = message["text"].split("\n", 1)[0]
             assert "EQ | Акции" in first_line and "tradestats" in message["text"], message["text"]
             assert "FX" not in message["text"]
-        assert stack.prom_query('ALERTS{alertstate="firing",alertname!="AlgopackWatchdog"}') == []
+        assert stack.prom_query(f'ALERTS{{alertstate="firing",alertname!~"AlgopackWatchdog|{SLO_ALERT}"}}') == []
 
         # Every group that fired has sent its resolve (Alertmanager flushes it a group
         # interval later), so whatever comes after the kill is caused by the kill.
@@ -128,9 +141,10 @@ def test_stop_resume_closed_session_and_exporter_down(tmp_path):
         time.sleep(6)   # one more group interval: nothing else follows
         later = alert_messages(stack, since=before_kill)
         assert [m["text"] for m in later] == [down["text"]]
-        firing_now = {a["labels"]["alertname"] for a in stack.alerts() if a["status"]["state"] == "active"}
+        firing_now = {a["labels"]["alertname"] for a in stack.alerts()
+                      if a["status"]["state"] == "active" and a["labels"]["alertname"] != SLO_ALERT}
         assert firing_now - {"AlgopackWatchdog"} == {"AlgopackExporterDown"}   # the watchdog is never inhibited
-        assert "FX" not in "".join(m["text"] or "" for m in alert_messages(stack))
+        assert "FX" not in "".join(m["text"] or "" for m in alert_messages(stack, slo=True))
 
 
 def all_resolved(messages: list[dict]) -> bool:

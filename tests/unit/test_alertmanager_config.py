@@ -71,7 +71,8 @@ def test_render_writes_a_valid_private_config(rendered: Path) -> None:
     assert route["group_by"] == ["alertname", "market"]
     assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == ("30s", "1m", "4h")
     sources = {rule["source_matchers"][0] for rule in config["inhibit_rules"]}
-    assert sources == {'alertname="AlgopackExporterDown"', 'alertname="AlgopackPollFailing"'}
+    assert sources == {'alertname="AlgopackExporterDown"', 'alertname="AlgopackPollFailing"',
+                       'alertname="AlgopackFeedSLOBurn"'}
     poll_rule = next(r for r in config["inhibit_rules"] if "PollFailing" in r["source_matchers"][0])
     assert poll_rule["equal"] == ["market", "endpoint"]
     assert GRAFANA in template.read_text(encoding="utf-8")

@@ -148,7 +148,7 @@ QUERIES = [
 
 def test_dashboards_are_the_documented_ones():
     table = internals_dashboard_table()
-    assert set(table) == {"algopack-overview", "algopack-health"}
+    assert set(table) == {"algopack-overview", "algopack-health", "algopack-slo"}
     assert {d["uid"] for d in DASHBOARDS.values()} == set(table)
     for dash in DASHBOARDS.values():
         ids = {p["id"] for p in all_panels(dash)}
@@ -165,7 +165,7 @@ def test_dashboard_structure(name):
     assert all(isinstance(i, int) for i in ids)
     assert len(ids) == len(set(ids)), f"duplicate panel ids in {name}: {ids}"
     for panel in all_panels(dash):
-        assert panel["type"] in {"row", "timeseries", "stat", "table", "state-timeline"}, panel["type"]
+        assert panel["type"] in {"row", "timeseries", "stat", "table", "state-timeline", "heatmap"}, panel["type"]
         assert panel.get("title"), panel["id"]
         grid = panel["gridPos"]
         assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
@@ -331,3 +331,16 @@ def test_queries_pass_promtool(tmp_path):
     result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_slo_dashboard_reads_the_slo_series():
+    slo = DASHBOARDS["algopack-slo.json"]
+    by_id = {p["id"]: p for p in all_panels(slo)}
+    assert set(by_id) == {30, 31, 32, 33, 34}
+    exprs = {i: " ".join(t["expr"] for t in p["targets"]) for i, p in by_id.items()}
+    assert "algopack:slo_target:ratio" in exprs[30] and "ratio_rate30d" in exprs[30]
+    assert "[$__range]" in exprs[31] and slo["time"]["from"] == "now/M"  # this month by default
+    assert by_id[32]["type"] == "heatmap" and by_id[32]["targets"][0]["format"] == "heatmap"
+    assert "algopack_bucket_publish_delay_seconds_bucket" in exprs[32]
+    assert "histogram_quantile(0.99" in exprs[33]
+    assert 'outcome!="on_time"' in exprs[34] and "[1d]" in exprs[34]

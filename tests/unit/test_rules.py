@@ -19,11 +19,12 @@ RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROM / "tests").glob("*.yml"))
 
 # docs/internals.md "Dashboards": the ids alert links may point at.
-DASHBOARD_PANELS = {"algopack-overview": set(range(10, 18)), "algopack-health": set(range(20, 26))}
+DASHBOARD_PANELS = {"algopack-overview": set(range(10, 18)), "algopack-health": set(range(20, 26)),
+                    "algopack-slo": set(range(30, 36))}
 EXPECTED_ALERTS = {
     "AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackHi2Missing",
     "AlgopackObstatsSecidsDropped", "AlgopackPollFailing", "AlgopackExporterDown",
-    "AlgopackCalendarReloadFailed", "AlgopackCalendarSyncFailing", "AlgopackWatchdog",
+    "AlgopackCalendarReloadFailed", "AlgopackCalendarSyncFailing", "AlgopackWatchdog", "AlgopackFeedSLOBurn",
 }
 # The dead man's switch: always firing, never shown to people (no Telegram, no dashboard).
 WATCHDOG = "AlgopackWatchdog"
