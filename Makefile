@@ -37,7 +37,7 @@ lint: deps
 	$(VENV)/bin/ruff check exporter bot sandbox tests bench deploy
 
 test: deps bins lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 test-unit: deps
 	$(PY) -m pytest -q tests/unit

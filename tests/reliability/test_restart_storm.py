@@ -25,15 +25,13 @@ import pytest
 
 from deploy.stack import LocalStack
 
-from .helpers import wait_for
+from .helpers import data_alerts, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 KILLS = int(os.environ.get("RELIABILITY_STORM_KILLS", "9"))
 PERIOD = float(os.environ.get("RELIABILITY_STORM_PERIOD", "20"))
 SPEED = 30.0
-DATA_ALERTS = {"AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackObstatsSecidsDropped",
-               "AlgopackHi2Missing"}
 
 
 def _iss_stats(stack: LocalStack) -> dict:
@@ -103,7 +101,7 @@ def test_kill_9_every_period_raises_no_false_alert_and_costs_bounded_requests(tm
     if restarts_seen:
         assert float(restarts_seen[0]["value"][1]) >= KILLS - 1   # Prometheus saw the new processes
     # No false alert: no data alert and no PollFailing in any state; ExporterDown never fired.
-    assert not [a for a in alerts if a[0] in DATA_ALERTS or a[0] == "AlgopackPollFailing"], (alerts, holes)
+    assert not data_alerts(alerts) + [a for a in alerts if a[0] == "AlgopackPollFailing"], (alerts, holes)
     assert ("AlgopackExporterDown", "firing", "", "") not in alerts, alerts
     # Each restart: the probe reads of the day so far plus the once-a-day downloads
     # (previous-day obstats per market, FO probe choice); today's full-market data never.

@@ -24,15 +24,13 @@ import requests
 
 from deploy.stack import LocalStack
 
-from .helpers import pair_samples, parse_exposition, rules_with_short_for, wait_for
+from .helpers import data_alerts, pair_samples, parse_exposition, rules_with_short_for, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 SPEED = 30.0
 TIMEOUT = 3.0
 POLL_FAILING_FOR = "20s"
-DATA_ALERTS = {"AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackObstatsSecidsDropped",
-               "AlgopackHi2Missing"}
 EQ_POLLED = {("eq", "tradestats"), ("eq", "orderstats"), ("eq", "obstats")}
 
 
@@ -123,7 +121,7 @@ def test_dripping_eq_fails_by_timeout_and_blinds_no_other_pair(stack):
     # Prometheus: PollFailing for the dripping eq pairs only, no data alert at all.
     poll_failing = {(m, e) for name, state, m, e in alerts if name == "AlgopackPollFailing"}
     assert poll_failing == EQ_POLLED, alerts
-    assert not [a for a in alerts if a[0] in DATA_ALERTS], alerts
+    assert not data_alerts(alerts), alerts
 
     # The drip ends: eq is re-planned from its failed poll and recovers without holes.
     def recovered():
