@@ -241,12 +241,7 @@ except IssError as exc:
     reason = exc.reason
 except MemoryError:
     reason = "MemoryError"
-def peak_rss_kb():
-    # VmHWM of this process image; ru_maxrss would carry the forking parent's RSS across exec
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from tests.rss import peak_rss_kb
 print(json.dumps({"reason": reason, "maxrss_kb": peak_rss_kb(),
                   "bytes": client.stats.snapshot()["bytes"]}))
 '''
