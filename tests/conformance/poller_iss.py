@@ -2,18 +2,14 @@
 iss-api.md §11 (each test names the fact its fixture encodes) and records every request.
 
 The exporter under test is the real one (IssClient over HTTP, Poller, StateStore, collector);
-only ISS is replaced, by `Route` functions the test writes: (path, query) -> JSON body.
+only ISS is replaced, by `Route` functions the test writes: (path, query) -> JSON body, on the
+shared `tests.support.FakeIss` (the `iss` fixture of tests/conformance/conftest.py).
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from prometheus_client import generate_latest
@@ -23,8 +19,9 @@ from exporter.app import ExporterApp
 from exporter.clock import MSK, ManualClock
 from exporter.config import load_config
 from tests.calendars import calendar_text
+from tests.support import FakeIss, Route
 
-Route = Callable[[str, dict[str, str]], dict | None]
+__all__ = ["EQ_TRADESTATS", "FUTOI", "Exporter", "FakeIss", "Route", "at", "supercandles_page", "tradestats_row"]
 
 # §4 / §11 column sets (SuperCandles: upper-case SYSTIME; FUTOI: lower-case systime).
 EQ_TRADESTATS = ["tradedate", "tradetime", "secid", "pr_open", "pr_high", "pr_low", "pr_close", "pr_std", "vol",
@@ -52,50 +49,6 @@ def supercandles_page(rows: list[list], start: int, columns: list[str] = EQ_TRAD
     page = rows[start:start + pagesize]
     return {"data": {"columns": columns, "data": page},
             "data.cursor": {"columns": ["INDEX", "TOTAL", "PAGESIZE"], "data": [[start, len(rows), pagesize]]}}
-
-
-class FakeIss:
-    def __init__(self) -> None:
-        self.routes: list[tuple[str, Route]] = []
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                parts = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                fake.requests.append((parts.path, query))
-                body = fake.answer(parts.path, query)
-                data = json.dumps(body if body is not None else {}).encode()
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def route(self, prefix: str, handler: Route) -> None:
-        self.routes.insert(0, (prefix, handler))
-
-    def answer(self, path: str, query: dict[str, str]) -> dict | None:
-        for prefix, handler in self.routes:
-            if path.startswith(prefix):
-                return handler(path, query)
-        return None
-
-    def count(self, prefix: str) -> int:
-        return sum(1 for path, _ in self.requests if path.startswith(prefix))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Exporter:

@@ -1,0 +1,186 @@
+"""Helpers shared by the test suites (plain functions and classes; the fixtures built on them
+live in tests/conftest.py).
+
+- `wait_until`: poll a predicate until it holds (the one copy; no fixed sleeps in tests).
+- `free_port`: a free loopback port (re-exported from sandbox.procs).
+- `need_binary`: an external program a test runs; missing, the test fails (skips only with
+  ALGOPACK_TESTS_ALLOW_MISSING_BINARIES=1). The `needs_binary(...)` marker calls it.
+- `FakeIss`: the one scripted ISS stand-in on 127.0.0.1, recording every request. It answers
+  either through one raw `reply(seen) -> (status, headers, body)` hook or through JSON routes by
+  path prefix (`route(prefix, handler)`), the newest route first.
+- `rule_evaluations_after` / `wait_rule_evaluations`: positive events of a real Prometheus
+  (its rule groups evaluated after a moment), to prove that an alert did *not* fire.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from sandbox.procs import free_port
+
+__all__ = ["ALLOW_MISSING_BINARIES", "FakeIss", "Reply", "Route", "Seen", "free_port", "js", "need_binary",
+           "rule_evaluations_after", "wait_rule_evaluations", "wait_until"]
+
+# The only way to run without the external programs (prometheus, promtool, amtool,
+# docker-compose): set this to 1, and the tests that need one skip instead of failing.
+ALLOW_MISSING_BINARIES = "ALGOPACK_TESTS_ALLOW_MISSING_BINARIES"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+               step: float = 0.1) -> Any:
+    """Call `predicate` until it returns something truthy (returned); AssertionError naming
+    `what` after `timeout` seconds. The predicate runs at least once, and once more at the
+    deadline, so a slow machine never fails a condition that holds by then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(step)
+
+
+def need_binary(name: str) -> str:
+    """Path of the external program `name`. Missing, the test FAILS (CI installs them all with
+    `make bins`), unless ALGOPACK_TESTS_ALLOW_MISSING_BINARIES=1 asks for a skip."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get(ALLOW_MISSING_BINARIES) == "1":
+        pytest.skip(f"{name} not installed ({ALLOW_MISSING_BINARIES}=1)")
+    pytest.fail(f"{name} not installed: run `make bins` (or set {ALLOW_MISSING_BINARIES}=1 to skip these tests)",
+                pytrace=False)
+
+
+# ---------------------------------------------------------------------------- fake ISS
+
+
+@dataclass
+class Seen:
+    """One request the fake received: path, query (last value of each key) and lower-cased headers."""
+
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+
+
+Reply = tuple[int, dict[str, str], bytes]
+Route = Callable[[str, dict[str, str]], dict | None]
+
+
+def js(payload: object, status: int = 200, extra: dict[str, str] | None = None) -> Reply:
+    """A JSON reply for `FakeIss.reply`."""
+    return status, {"Content-Type": "application/json; charset=utf-8", **(extra or {})}, json.dumps(payload).encode()
+
+
+class FakeIss:
+    """A scripted ISS on a free loopback port (real HTTP, threads); every request is in `seen`.
+
+    Answers: `reply(seen)` when set (raw status, headers, body); otherwise the first route whose
+    prefix starts the path, `handler(path, query) -> JSON body` (None: 404); else 404."""
+
+    def __init__(self, reply: Callable[[Seen], Reply] | None = None) -> None:
+        self.reply = reply
+        self.routes: list[tuple[str, Route]] = []
+        self.seen: list[Seen] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                parts = urlsplit(self.path)
+                params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+                seen = Seen(parts.path, params, {k.lower(): v for k, v in self.headers.items()})
+                fake.seen.append(seen)
+                status, headers, body = fake.answer(seen)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def route(self, prefix: str, handler: Route) -> None:
+        """Answer paths starting with `prefix` with `handler(path, query)`'s JSON (newest route wins)."""
+        self.routes.insert(0, (prefix, handler))
+
+    def answer(self, seen: Seen) -> Reply:
+        if self.reply is not None:
+            return self.reply(seen)
+        for prefix, handler in self.routes:
+            if seen.path.startswith(prefix):
+                body = handler(seen.path, seen.params)
+                return js(body if body is not None else {}, status=200 if body is not None else 404)
+        return js({}, status=404)
+
+    @property
+    def requests(self) -> list[tuple[str, dict[str, str]]]:
+        """(path, query) of every request so far."""
+        return [(s.path, s.params) for s in self.seen]
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for s in self.seen if s.path.startswith(prefix))
+
+    def data_requests(self) -> list[Seen]:
+        return [s for s in self.seen if s.path.startswith("/iss/")]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FakeIss:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------- Prometheus
+
+
+def rule_evaluations_after(prometheus_url: str, moment: float) -> bool:
+    """Every rule group of the Prometheus at `prometheus_url` has finished an evaluation that
+    started after `moment` (Unix time): whatever `moment`'s data makes fire is in ALERTS now."""
+    groups = requests.get(prometheus_url + "/api/v1/rules", timeout=5).json()["data"]["groups"]
+    if not groups:
+        return False
+    for group in groups:
+        last = group.get("lastEvaluation") or ""
+        if not last or last.startswith("0001-"):
+            return False
+        if datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() <= moment:
+            return False
+    return True
+
+
+def wait_rule_evaluations(prometheus_url: str, count: int = 1, timeout: float = 30.0) -> None:
+    """Wait for `count` full rounds of rule evaluation that start after now."""
+    for _ in range(count):
+        moment = time.time()
+        wait_until(lambda moment=moment: rule_evaluations_after(prometheus_url, moment), timeout,
+                   "a round of rule evaluations", step=0.2)
