@@ -1,4 +1,10 @@
-"""Command line: `python -m exporter [calendar-sync|jobs] --config.file=PATH ...`."""
+"""Command line, the only entry point: `python -m exporter [GLOBAL FLAGS] [COMMAND] [FLAGS]`.
+
+Commands: none (serve /metrics and poll; `--once`: poll once, print, exit), `calendar-sync`
+(merge the ISS calendar into calendar.yml), `jobs` (list a running exporter's jobs).
+Global flags (`--config.file`, `--web.listen-address`, `--log.level`, `--clock`) may come
+before or after the command. Nothing imports this module: it imports the layers below it.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +18,44 @@ from prometheus_client import generate_latest
 from .clock import clock_from_env
 
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+# --log.level when not given: the serving exporter logs its polls, a one-off command only problems.
+DEFAULT_LOG_LEVEL = {None: "info", "calendar-sync": "warning", "jobs": "warning"}
+
+
+def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The flags every command takes. On a command's sub-parser (`suppress`) an absent flag
+    leaves the value given before the command (or the default) alone."""
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global flags (before or after the command)")
+    group.add_argument("--config.file", dest="config_file", default=default(None),
+                       help="YAML configuration (see config.example.yml); defaults apply to missing keys")
+    group.add_argument("--web.listen-address", dest="listen_address", default=default(None),
+                       help="HOST:PORT to serve /metrics on, or of the exporter `jobs` asks "
+                            "(default: web.listen_address, 127.0.0.1:9877)")
+    group.add_argument("--log.level", dest="log_level", default=default(None), choices=LOG_LEVELS,
+                       help="default: info when serving, warning for a command")
+    group.add_argument("--clock", default=default(None),
+                       help="clock spec for a fast virtual clock (tests, demo); default env ALGOPACK_CLOCK")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m exporter",
                                      description="Prometheus exporter for the MOEX ISS ALGOPACK feed.")
-    parser.add_argument("--config.file", dest="config_file", default=None,
-                        help="YAML configuration (see config.example.yml); defaults apply to missing keys")
-    parser.add_argument("--web.listen-address", dest="listen_address", default=None,
-                        help="HOST:PORT to serve /metrics on (default: web.listen_address, 127.0.0.1:9877)")
-    parser.add_argument("--log.level", dest="log_level", default="info",
-                        choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--clock", default=None,
-                        help="clock spec for a fast virtual clock (tests, demo); default env ALGOPACK_CLOCK")
+    add_global_flags(parser)
     parser.add_argument("--once", action="store_true",
                         help="poll every enabled endpoint once, print the exposition, exit (1 if a poll failed)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (default: serve)")
+    sync = commands.add_parser("calendar-sync", help="merge the MOEX ISS trading calendar into calendar.yml",
+                               description="Merge the MOEX ISS trading calendar into calendar.yml.")
+    _add_calendar_sync_arguments(sync)
+    add_global_flags(sync, suppress=True)
+    jobs = commands.add_parser("jobs", help="list the scheduled jobs of a running exporter",
+                               description="List the scheduled jobs of a running exporter.")
+    add_global_flags(jobs, suppress=True)
     return parser
 
 
@@ -36,7 +65,8 @@ def setup_logging(level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def load_or_exit(config_file: str | None):
+def load_or_exit(config_file: str | None, *, check_secrets: bool = True):
+    """The configuration, or exit 2 listing every bad key and its reason."""
     from .config import ConfigError, load_config
 
     try:
@@ -46,7 +76,7 @@ def load_or_exit(config_file: str | None):
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         raise SystemExit(2) from None
-    secret_errors = config.iss.check_secrets()
+    secret_errors = config.iss.check_secrets() if check_secrets else []
     if secret_errors:
         for line in secret_errors:
             print(f"configuration error: {line}", file=sys.stderr)
@@ -55,22 +85,22 @@ def load_or_exit(config_file: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "calendar-sync":
-        from .calendar_sync import main_calendar_sync
-
-        return main_calendar_sync(argv[1:])
-    if argv and argv[0] == "jobs":
-        return _jobs(argv[1:])
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.log_level or DEFAULT_LOG_LEVEL[args.command])
+    if args.command == "jobs":
+        return _jobs(args)
+    if args.command == "calendar-sync":
+        return _calendar_sync(args)
     config = load_or_exit(args.config_file)
     try:
         clock = clock_from_env(args.clock)
     except ValueError as exc:
         print(f"clock error: {exc}", file=sys.stderr)
         return 2
+    return _serve(args, config, clock)
 
+
+def _serve(args: argparse.Namespace, config, clock) -> int:
     from .app import ExporterApp
     from .calendar import CalendarError
 
@@ -90,28 +120,55 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+    listen = args.listen_address or config.web.listen_address
     try:
-        app.start(args.listen_address or config.web.listen_address)
+        app.start(listen)
     except (OSError, ValueError) as exc:
-        print(f"cannot listen on {args.listen_address or config.web.listen_address}: {exc}", file=sys.stderr)
+        print(f"cannot listen on {listen}: {exc}", file=sys.stderr)
         app.stop()
         return 2
     app.wait()
     return 0
 
 
-def _jobs(argv: list[str]) -> int:
-    """List the scheduled jobs of a running exporter (the old tool's `jobs` command)."""
+def _jobs(args: argparse.Namespace) -> int:
+    """List the scheduled jobs of a running exporter (the old tool's `jobs` command): the one at
+    --web.listen-address, else at the --config.file's web.listen_address."""
     import requests
 
-    parser = argparse.ArgumentParser(prog="python -m exporter jobs")
-    parser.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9877")
-    args = parser.parse_args(argv)
+    listen = args.listen_address
+    if listen is None:
+        listen = load_or_exit(args.config_file, check_secrets=False).web.listen_address
     try:
-        response = requests.get(f"http://{args.listen_address}/jobs?format=text", timeout=5)
+        response = requests.get(f"http://{listen}/jobs?format=text", timeout=5)
         response.raise_for_status()
     except requests.RequestException as exc:
-        print(f"cannot reach the exporter at {args.listen_address}: {type(exc).__name__}", file=sys.stderr)
+        print(f"cannot reach the exporter at {listen}: {type(exc).__name__}", file=sys.stderr)
         return 1
     sys.stdout.write(response.text)
     return 0
+
+
+# ---- calendar-sync: interim bridge until the calendar package's command-line part lands ----
+
+
+def _add_calendar_sync_arguments(parser: argparse.ArgumentParser) -> None:
+    from datetime import date
+
+    parser.add_argument("--from", dest="date_from", type=date.fromisoformat, default=None,
+                        help="first day (YYYY-MM-DD); default: 1 January of the current year")
+    parser.add_argument("--till", dest="date_till", type=date.fromisoformat, default=None,
+                        help="last day (YYYY-MM-DD); default: 31 December of the --from year")
+    parser.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+
+
+def _calendar_sync(args: argparse.Namespace) -> int:
+    from .calendar_sync import main_calendar_sync
+
+    argv = [f"--log.level={args.log_level or DEFAULT_LOG_LEVEL[args.command]}"]
+    argv += [f"--config.file={args.config_file}"] if args.config_file is not None else []
+    argv += [f"--clock={args.clock}"] if args.clock is not None else []
+    argv += [f"--from={args.date_from}"] if args.date_from is not None else []
+    argv += [f"--till={args.date_till}"] if args.date_till is not None else []
+    argv += ["--dry-run"] if args.dry_run else []
+    return main_calendar_sync(argv)

@@ -52,6 +52,36 @@ def test_missing_secret_and_bad_calendar_exit_clearly(tmp_path):
     assert result.returncode == 2 and "markets.xx" in result.stderr
 
 
+def test_calendar_sync_takes_the_global_flags_before_or_after_the_command(tmp_path):
+    """`python -m exporter --config.file=X calendar-sync` used to fail: the flags are global."""
+    port = free_port()
+    source = tmp_path / "exchange.yml"
+    source.write_text((REPO_ROOT / "calendar.yml").read_text())
+    iss = ManagedProcess("iss-calendar", [sys.executable, "-m", "sandbox.isscalendar", "--listen",
+                                          f"127.0.0.1:{port}", "--calendar", str(source)], tmp_path / "iss.log")
+    target = tmp_path / "calendar.yml"
+    target.write_text(CALENDAR.read_text())
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"iss: {{base_url: 'http://127.0.0.1:{port}', retries: 0}}\ncalendar: {{file: {target.name}}}\n")
+    own = ("--from=2026-01-01", "--till=2026-12-31", "--dry-run")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/sandbox/health", timeout=20, proc=iss)
+        before = run_exporter(f"--config.file={cfg}", "--log.level=error", "calendar-sync", *own)
+        after = run_exporter("calendar-sync", *own, f"--config.file={cfg}", "--log.level=error")
+    finally:
+        iss.stop()
+    assert before.returncode == 0, before.stderr
+    assert "calendar-sync 2026-01-01..2026-12-31: would add" in before.stdout
+    assert str(target) in before.stdout  # the calendar of the --config.file, not of the defaults
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == before.stdout
+    bad = tmp_path / "bad.yml"
+    bad.write_text("poll: {interval_seconds: 0}\n")
+    for argv in ((f"--config.file={bad}", "calendar-sync"), ("calendar-sync", f"--config.file={bad}")):
+        result = run_exporter(*argv)
+        assert result.returncode == 2 and "poll.interval_seconds: must be > 0" in result.stderr, argv
+
+
 def test_once_prints_the_exposition(tmp_path):
     clock = FastClock(start=at(11, 0), speed=1)
     iss = SandboxIss(str(CALENDAR), clock, port=0)
@@ -92,6 +122,9 @@ def test_serving_process_with_passport_auth_never_leaks_secrets(tmp_path):
         text_jobs = subprocess.run([sys.executable, "-m", "exporter", "jobs", f"--web.listen-address=127.0.0.1:{port}"],
                                    capture_output=True, text=True, timeout=30, cwd=REPO_ROOT)
         assert "poll:eq:tradestats" in text_jobs.stdout
+        flag_first = subprocess.run([sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", "jobs"],
+                                    capture_output=True, text=True, timeout=30, cwd=REPO_ROOT)
+        assert "poll:eq:tradestats" in flag_first.stdout, flag_first.stderr
         auth_requests = [r for r in iss.stats()["routes"] if r["kind"] == "authenticate"]
         assert sum(r["requests"] for r in auth_requests) >= 2
         proc.signal(signal.SIGTERM)
