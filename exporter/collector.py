@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from . import __version__, checks, slo
+from . import __version__, checks, datasets, slo
 from .calendar import Calendar, CalendarStore
 from .clock import Clock
 from .config import PollConfig, SloConfig
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from .scheduler import CalendarSyncJob
 
 NAN = math.nan
-INTRADAY = ("tradestats", "orderstats", "obstats", "futoi")
 MAX_MISSING_SERIES = 200  # per pair; a whole stopped day is ~170 buckets
 
 
@@ -78,6 +77,7 @@ class AlgopackCollector(Collector):
         now = self.clock.now()
         now_ts = now.timestamp()
         yield from self._market_families(calendar, now, snapshot.pairs)
+        yield self._dataset_info(snapshot.pairs)
         yield from self._pair_families(calendar, now, now_ts, snapshot.pairs.values())
         yield from self._health_families(snapshot.pairs.values())
         yield from self._slo_families(snapshot.pairs.values())
@@ -97,18 +97,6 @@ class AlgopackCollector(Collector):
         elapsed = GaugeMetricFamily("algopack_session_elapsed_seconds",
                                     "Seconds since the current session started (exporter clock), 0 outside",
                                     labels=["market"])
-        hi2_present = GaugeMetricFamily("algopack_hi2_present", "1 when hi2 rows for today exist", labels=["market"])
-        hi2_expected = GaugeMetricFamily("algopack_hi2_expected", "1 on a working day once hi2_deadline has passed",
-                                         labels=["market"])
-        secids = GaugeMetricFamily("algopack_obstats_secids", "Distinct secids in the newest complete obstats interval",
-                                   labels=["market"])
-        secids_prev = GaugeMetricFamily("algopack_obstats_secids_prev_day_max",
-                                        "Max distinct secids per obstats interval over the previous trading day",
-                                        labels=["market"])
-        secids_same = GaugeMetricFamily("algopack_obstats_secids_prev_day_same_interval",
-                                        "Distinct obstats secids of the previous trading day in the same interval "
-                                        "(tradetime) as algopack_obstats_secids; NaN when that day had no such "
-                                        "interval", labels=["market"])
         today = now.date()
         for market in self.markets:
             current = calendar.current_session(market, now)
@@ -117,21 +105,63 @@ class AlgopackCollector(Collector):
             checking.add_metric([market], 1.0 if current or self._checking_after_close(calendar, market, now) else 0.0)
             session_start.add_metric([market], start.timestamp() if start else NAN)
             elapsed.add_metric([market], (now - current.start).total_seconds() if current else 0.0)
-            hi2 = pairs.get((market, "hi2"))
-            if hi2 is not None:
-                deadline = calendar.hi2_deadline(market, today)
-                hi2_expected.add_metric([market], 1.0 if deadline is not None and now >= deadline else 0.0)
-                hi2_present.add_metric([market], 1.0 if hi2.hi2_present and hi2.day == today else 0.0)
-            obstats = pairs.get((market, "obstats"))
-            if obstats is not None:
-                secids.add_metric([market], _value(obstats.secids))
-                secids_prev.add_metric([market], _value(obstats.prev_day_max))
-                secids_same.add_metric([market], _value(obstats.prev_day_same_interval))
-        yield from (session_open, checking, session_start, elapsed, hi2_present, hi2_expected, secids, secids_prev,
-                    secids_same)
+        yield from (session_open, checking, session_start, elapsed)
+        endpoints = {endpoint for _, endpoint in pairs}
+        for spec in datasets.with_check("presence", [n for n in datasets.names() if n in endpoints]):
+            yield from self._presence_families(spec, calendar, now, today, pairs)
+        for spec in datasets.with_check("secids", [n for n in datasets.names() if n in endpoints]):
+            yield from self._secid_families(spec, pairs)
         threshold = GaugeMetricFamily("algopack_delay_threshold_seconds", "The configured delay threshold (DELAY)")
         threshold.add_metric([], self.delay_threshold_seconds)
         yield threshold
+
+    def _presence_families(self, spec: datasets.Dataset, calendar: Calendar, now: datetime, today, pairs):
+        """A daily dataset: published today (present) and due by now (expected), per market."""
+        name = spec.name
+        present = GaugeMetricFamily(f"algopack_{name}_present", f"1 when {name} rows for today exist",
+                                    labels=["market"])
+        expected = GaugeMetricFamily(f"algopack_{name}_expected",
+                                     f"1 on a working day once {name}_deadline has passed", labels=["market"])
+        for market in self.markets:
+            state = pairs.get((market, name))
+            if state is None:
+                continue
+            deadline = spec.deadline(calendar, market, today)
+            expected.add_metric([market], 1.0 if deadline is not None and now >= deadline else 0.0)
+            present.add_metric([market], 1.0 if state.hi2_present and state.day == today else 0.0)
+        yield from (present, expected)
+
+    def _secid_families(self, spec: datasets.Dataset, pairs):
+        """Distinct instruments of the newest interval vs the previous trading day, per market."""
+        name = spec.name
+        secids = GaugeMetricFamily(f"algopack_{name}_secids", f"Distinct secids in the newest complete {name} interval",
+                                   labels=["market"])
+        secids_prev = GaugeMetricFamily(f"algopack_{name}_secids_prev_day_max",
+                                        f"Max distinct secids per {name} interval over the previous trading day",
+                                        labels=["market"])
+        secids_same = GaugeMetricFamily(f"algopack_{name}_secids_prev_day_same_interval",
+                                        f"Distinct {name} secids of the previous trading day in the same interval "
+                                        f"(tradetime) as algopack_{name}_secids; NaN when that day had no such "
+                                        "interval", labels=["market"])
+        for market in self.markets:
+            state = pairs.get((market, name))
+            if state is not None:
+                secids.add_metric([market], _value(state.secids))
+                secids_prev.add_metric([market], _value(state.prev_day_max))
+                secids_same.add_metric([market], _value(state.prev_day_same_interval))
+        yield from (secids, secids_prev, secids_same)
+
+    @staticmethod
+    def _dataset_info(pairs) -> GaugeMetricFamily:
+        """algopack_dataset_info{endpoint,kind} 1 per polled dataset: the rules join on the kind."""
+        info = GaugeMetricFamily("algopack_dataset_info", "Always 1: the kind of each polled dataset "
+                                 "(intraday: holes and lag; lag_only; daily: presence by a deadline)",
+                                 labels=["endpoint", "kind"])
+        endpoints = {endpoint for _, endpoint in pairs}
+        for name in datasets.names():
+            if name in endpoints:
+                info.add_metric([name, datasets.get(name).kind], 1.0)
+        return info
 
     def _checking_after_close(self, calendar: Calendar, market: str, now: datetime) -> bool:
         after = self.publish_grace_seconds + self.missing_window_seconds
@@ -173,18 +203,19 @@ class AlgopackCollector(Collector):
             if state.probe:
                 probe.add_metric([*key, state.probe], 1.0)
             next_poll.add_metric(key, _value(state.next_poll_ts))
-            if state.endpoint not in INTRADAY:
+            spec = datasets.get(state.endpoint)
+            if not spec.intraday:
                 continue
             last_tradetime.add_metric(key, _value(state.last_tradetime_ts))
             last_systime.add_metric(key, _value(state.last_systime_ts))
             publish_delay.add_metric(key, _value(state.publish_delay_seconds))
-            session = calendar.current_session(state.market, now)
+            session = calendar.current_session(state.market, now) if spec.judges("lag") else None
             if state.polled and session is not None:
                 lag.add_metric(key, checks.lag_seconds(now_ts, state.last_systime_ts, session.start.timestamp(), True))
             else:
                 lag.add_metric(key, 0.0)  # outside a session, or nothing known yet since start
             runs: list[list[datetime]] = []
-            if state.polled and state.day == today:
+            if state.polled and state.day == today and spec.judges("holes"):
                 due = calendar.due_buckets(state.market, now, self.publish_grace_seconds)
                 runs = checks.missing_runs(due, state.seen_buckets)
             holes = [bucket for run in runs for bucket in run]
@@ -219,7 +250,7 @@ class AlgopackCollector(Collector):
             polls.add_metric(key, float(state.polls_total))
             for reason in ERROR_REASONS:
                 errors.add_metric([*key, reason], float(state.errors.get(reason, 0)))
-            if state.endpoint in INTRADAY:
+            if datasets.get(state.endpoint).intraday:
                 for reason in REJECT_REASONS:
                     rejected.add_metric([*key, reason], float(state.rejected.get(reason, 0)))
             duration.add_metric(key, state.duration.cumulative(), state.duration.sum)
@@ -255,7 +286,7 @@ class AlgopackCollector(Collector):
                                    "Share of expected buckets that must come on time over 30 days (slo config)",
                                    labels=labels)
         for state in states:
-            if state.endpoint not in INTRADAY:
+            if not datasets.get(state.endpoint).judges("holes"):
                 continue
             key = [state.market, state.endpoint]
             for outcome in slo.OUTCOMES:
