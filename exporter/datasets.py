@@ -36,7 +36,7 @@ TIME_COLUMNS = ("tradedate", "tradetime", "systime")
 
 # Kinds (the `kind` label of algopack_dataset_info): what the alert rules judge.
 INTRADAY = "intraday"   # holes and lag
-LAG_ONLY = "lag_only"   # intraday, judged by lag only (its tickers may legitimately skip buckets)
+LAG_ONLY = "lag_only"   # intraday, alerted on by lag only (holes counted, not alerted)
 DAILY = "daily"         # one publication a day, judged by presence after a deadline
 KINDS = (INTRADAY, LAG_ONLY, DAILY)
 
@@ -129,11 +129,12 @@ REGISTRY: dict[str, Dataset] = {spec.name: spec for spec in (
     Dataset("hi2", kind=DAILY, rhythm="daily", checks=frozenset({"presence"}),
             time_columns=("tradedate", "secid"), deadline=_hi2_deadline),
     # FUTOI (§11): no cursor, `start` ignored, newest first; one request a poll with only the
-    # time columns. Judged by lag only; per ticker (config `futoi_ticker`), fo only.
+    # time columns; per ticker (config `futoi_ticker`), fo only. Its holes are counted (and
+    # its feed SLO), but kind lag_only: the hole alert leaves it to the lag alert.
     Dataset("futoi", kind=LAG_ONLY, markets=("fo",), block="futoi", paging="single", newest_first=True,
             path="/iss/analyticalproducts/futoi/securities/{secid}.json",
             day_path="/iss/analyticalproducts/futoi/securities.json",
-            ask_columns=TIME_COLUMNS, checks=frozenset({"lag"}), probe_setting="futoi_ticker",
+            ask_columns=TIME_COLUMNS, probe_setting="futoi_ticker",
             secid_column="ticker"),
 )}
 
