@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter import __version__
+from exporter import __version__, datasets
 
 from .listen import split_listen_address
 
 MARKETS = ("eq", "fx", "fo")
-ENDPOINTS = ("tradestats", "orderstats", "obstats", "hi2", "futoi")
+# The datasets of the registry (exporter/datasets.py) at import; validation and the pair
+# order read `datasets.names()` itself, so a dataset registered later is known too.
+ENDPOINTS = datasets.names()
 
 ENV_PASSPORT_LOGIN = "MOEX_PASSPORT_LOGIN"
 ENV_PASSPORT_PASSWORD = "MOEX_PASSPORT_PASSWORD"
@@ -194,6 +196,6 @@ class Config:
             mcfg = self.markets.get(market)
             if mcfg is None or not mcfg.enabled:
                 continue
-            pairs.extend((market, endpoint) for endpoint in ENDPOINTS if endpoint in mcfg.endpoints)
+            pairs.extend((market, endpoint) for endpoint in datasets.names() if endpoint in mcfg.endpoints)
         return pairs
 

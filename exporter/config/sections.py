@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from exporter import datasets
 from exporter.yamlsafe import short
 
 from .model import (
@@ -16,7 +17,6 @@ from .model import (
     DEFAULT_APIM_URL,
     DEFAULT_ISS_URL,
     DEFAULT_MAX_RESPONSE_BYTES,
-    ENDPOINTS,
     ENV_API_KEY,
     ENV_PASSPORT_LOGIN,
     ENV_PASSPORT_PASSWORD,
@@ -124,7 +124,7 @@ def _read_slo(raw: Mapping[str, Any], checker: _Checker) -> SloConfig:
             checker.error(f"slo.targets.{market}", f"must be one of {', '.join(MARKETS)} with {{endpoint: ratio}}")
             continue
         for endpoint, ratio in endpoints.items():
-            if endpoint not in ENDPOINTS or endpoint == "hi2":
+            if endpoint not in datasets.names() or not datasets.get(endpoint).intraday:
                 checker.error(f"slo.targets.{market}.{endpoint}", "must be an intraday endpoint")
             elif not _ratio(ratio):
                 checker.error(f"slo.targets.{market}.{endpoint}", "must be a ratio between 0 and 1")
@@ -187,16 +187,17 @@ def _read_endpoints(values: Mapping[str, Any], market: str, path: str, default: 
     if "endpoints" not in values:
         return default
     items = values["endpoints"]
+    known = datasets.names()
     if not isinstance(items, list):
-        checker.error(f"{path}.endpoints", f"must be a list of {', '.join(ENDPOINTS)}")
+        checker.error(f"{path}.endpoints", f"must be a list of {', '.join(known)}")
         return default
     result: list[str] = []
     for index, item in enumerate(items):
         where = f"{path}.endpoints[{index}]"
-        if item not in ENDPOINTS:
-            checker.error(where, f"{short(item)} is not one of {', '.join(ENDPOINTS)}")
-        elif item == "futoi" and market != "fo":
-            checker.error(where, "futoi exists only for the fo market")
+        if item not in known:
+            checker.error(where, f"{short(item)} is not one of {', '.join(known)}")
+        elif market not in datasets.get(item).markets:
+            checker.error(where, f"{item} exists only for the {'/'.join(datasets.get(item).markets)} market")
         elif item in result:
             checker.error(where, f"{item} is listed twice")
         else:
