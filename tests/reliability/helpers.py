@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -15,6 +14,7 @@ import yaml
 
 from exporter.clock import MSK
 from tests.integration.exporter_sim import Simulation
+from tests.support import need_binary, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "prometheus" / "rules" / "algopack.yml"
@@ -77,8 +77,7 @@ def rules_without_annotations(tmp: Path) -> Path:
 def promtool_alerts(tmp: Path, series: dict[str, float], checks: list[dict], minutes: int = 10) -> subprocess.CompletedProcess:
     """Hold `series` constant for `minutes` (1 m steps) and run promtool alert tests `checks`
     ([{eval_time, alertname, exp_alerts}]) against the shipped rules' expressions."""
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool not installed (make bins)"
+    promtool = need_binary("promtool")
     rules = rules_without_annotations(tmp)
     inputs = [{"series": name, "values": f"{value:g}+0x{minutes}"} for name, value in sorted(series.items())]
     inputs.append({"series": 'up{job="algopack",instance="exporter"}', "values": f"1+0x{minutes}"})
@@ -122,15 +121,7 @@ def find_secrets(text: str, known: Iterable[str]) -> list[str]:
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.3):
     """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(step)
+    return wait_until(predicate, timeout, what, step)
 
 
 def parse_exposition(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -2,7 +2,7 @@
 metrics in passport and API-key mode at debug level, and default listen addresses.
 
 The running stack (all processes, Alertmanager included) is scanned in
-test_alerting_e2e.py; compose ports are checked in tests/unit/test_compose.py
+test_alerting_e2e.py; compose ports are checked in tests/integration/test_compose.py
 ::test_ports_bound_to_loopback_only."""
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +17,14 @@ import pytest
 import yaml
 
 from sandbox.procs import REPO_ROOT
+from tests.support import need_binary
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 ENTRYPOINT = REPO_ROOT / "deploy" / "docker-entrypoint.sh"
 LONG_RUNNING = ("exporter", "bot", "prometheus", "alertmanager", "grafana")
 
-needs_compose = pytest.mark.skipif(shutil.which("docker-compose") is None,
-                                   reason="docker-compose not installed (make bins installs it)")
+needs_compose = pytest.mark.needs_binary("docker-compose")
 
 
 def _env_file(tmp_path: Path, **overrides: str) -> Path:
@@ -52,8 +51,7 @@ def _compose(env_file: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory) -> dict:
     """The compose file as docker-compose resolves it (anchors, .env interpolation)."""
-    if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose not installed")
+    need_binary("docker-compose")
     env_file = _env_file(tmp_path_factory.mktemp("env"), TELEGRAM_GROUP_CHATID="-1001234567890",
                          GRAFANA_ADMIN_PASSWORD="not-a-default")
     result = _compose(env_file, "config")
@@ -183,7 +181,7 @@ def test_committed_deploy_files_carry_no_secrets():
 # ------------------------------------------------------------ what the stack mounts
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@pytest.mark.needs_binary("promtool")
 def test_prometheus_config_and_rules_pass_promtool(resolved):
     """The directory compose mounts at /etc/prometheus: config, and the rules it loads."""
     source = next(s for s, t, _ in _mounts(resolved["services"]["prometheus"]) if t == "/etc/prometheus")
@@ -199,7 +197,7 @@ def test_prometheus_config_and_rules_pass_promtool(resolved):
     assert am == ["alertmanager:9093"]
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed")
+@pytest.mark.needs_binary("amtool")
 def test_rendered_alertmanager_config_passes_amtool(tmp_path, resolved):
     """Render exactly as the compose `init` service does (its environment, a token from a
     secret file through the entrypoint), then check it with amtool."""
@@ -379,7 +377,7 @@ def test_ha_override_validates_and_wires_the_pair(tmp_path):
     assert missing.returncode != 0 and "HA_SELF_ADDRESS" in missing.stderr
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@pytest.mark.needs_binary("promtool")
 def test_ha_prometheus_config_passes_promtool_and_drops_the_replica_from_alerts():
     result = subprocess.run(["promtool", "check", "config", str(REPO_ROOT / "deploy" / "ha" / "prometheus.yml")],
                             capture_output=True, text=True, timeout=60)
