@@ -1,16 +1,23 @@
-"""Who may use the bot. Checked once, before every handler (group -1 in app.py).
+"""Who may use the bot. Checked once, before every handler (`bot.handlers.gate`, handler group -1).
 
 An update is allowed when its chat is on `telegram.allowed_chat_ids` (the alert group
 TELEGRAM_GROUP_CHATID is always there: any member of that group may use the bot in it), or
 its user is on `telegram.allowed_user_ids` (in any chat, e.g. a private one). Changing the
-calendar additionally needs `telegram.admin_user_ids` when that list is not empty.
+calendar additionally needs `telegram.admin_user_ids` when that list is not empty; so does a
+command whose access level in the command table (`bot.commands`) is `Access.ADMIN`.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from telegram import Update
+
+
+class Access(enum.Enum):
+    ALLOWED = "allowed"      # anyone the allow-list lets in (the gate checks it for every update)
+    ADMIN = "admin"          # additionally on telegram.admin_user_ids (when that list is set)
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,13 @@ class AccessPolicy:
             return False
         return chat_id in self.allowed_chat_ids or user_id in self.allowed_user_ids
 
-    def may_edit_calendar(self, user_id: int | None) -> bool:
+    def is_admin(self, user_id: int | None) -> bool:
         if user_id is None:
             return False
         return not self.admin_user_ids or user_id in self.admin_user_ids
+
+    def may_edit_calendar(self, user_id: int | None) -> bool:
+        return self.is_admin(user_id)
 
     def allows_update(self, update: Update) -> bool:
         chat = update.effective_chat

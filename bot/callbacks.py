@@ -18,10 +18,9 @@ whose data does not parse, names a date that does not exist or a year outside
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass
 from datetime import date
-
-from exporter.yamlsafe import short
 
 MAX_BYTES = 64
 SILENCE_DURATIONS = ("1h", "eod")
@@ -43,6 +42,12 @@ class Action:
     day: date | None = None
     ref: str | None = None        # alert fingerprint or silence id
     duration: str | None = None   # 1h | eod
+
+
+def short(value: object, limit: int = 80) -> str:
+    """repr(value) for an error message, at most `limit` characters."""
+    text = reprlib.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def year_range(today: date) -> range:

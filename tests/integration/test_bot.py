@@ -21,7 +21,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from telegram import Update
 
-from bot import callbacks, texts
+from bot import callbacks, commands, texts
 from bot.app import build_application
 from exporter.calendar import CalendarStore, load_calendar
 from exporter.clock import MSK, SystemClock
@@ -237,12 +237,12 @@ def digest(path: Path) -> str:
 def test_help_documents_every_command_and_commands_are_registered(setup):
     tg = setup["tg"]
     reply = ask(tg, "/help")
-    for name, _ in texts.COMMANDS:
+    for name, _ in commands.menu():
         assert f"/{name}" in reply["text"]
     start = ask(tg, "/start")
     assert "/help" in start["text"]
     registered = requests.get(f"{tg.url}/bot{TOKEN}/getMyCommands", timeout=5).json()["result"]
-    assert [c["command"] for c in registered] == [name for name, _ in texts.COMMANDS]
+    assert [c["command"] for c in registered] == [name for name, _ in commands.menu()]
 
 
 def test_info_shows_chat_and_user_ids(setup):

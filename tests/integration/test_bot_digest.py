@@ -57,6 +57,13 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:
     raise TimeoutError(what)
 
 
+def wait_next_daily_check(runner, timeout: float = 30.0) -> None:
+    """The daily-report job finished the run that posted and one more after it (which must post nothing)."""
+    state = runner.application.bot_data.state
+    _wait(lambda: state.last_report_check is not None and state.daily_checks >= state.last_report_check + 2,
+          "one more daily-report run after the post", timeout)
+
+
 def _firing(prom_url: str, market: str, endpoint: str) -> bool:
     return bool(_query(prom_url, f'ALERTS{{alertstate="firing",market="{market}",endpoint="{endpoint}"}}'))
 
@@ -166,7 +173,7 @@ def test_daily_job_posts_digest_then_png_and_digest_command(prometheus, tmp_path
             assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
             assert "EQ | Акции" in photo["text"] and "tradestats: 41 / 5 / 23 / 23" in photo["text"]
             # only markets with data get a plot, and only once a day
-            time.sleep(1.5)
+            wait_next_daily_check(runner)
             group = [r for r in tg.messages() if r["chat_id"] == GROUP]
             assert sum(1 for r in group if r["method"] == "sendPhoto") == 1
             assert sum(1 for r in group if "Итоги дня" in (r["text"] or "")) == 1

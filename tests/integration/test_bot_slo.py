@@ -10,7 +10,6 @@ to extrapolate and the report's numbers are exact. The clock starts at 00:00:00 
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import pytest
@@ -23,7 +22,7 @@ from exporter.clock import MSK, FastClock, SystemClock
 from sandbox.procs import ManagedProcess, free_port, wait_http
 from sandbox.telegram import FakeTelegram
 from tests.integration.test_bot import ALLOWED_USER, GROUP, BotRunner, _which, ask
-from tests.integration.test_bot_digest import _config, _wait
+from tests.integration.test_bot_digest import _config, _wait, wait_next_daily_check
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +110,7 @@ def test_monthly_post_on_the_first_working_day_and_slo_command(prometheus, tmp_p
             assert lines[0].startswith("📈 <b>SLO за ") and "(цель 99.5 % интервалов вовремя)" in lines[0]
             assert lines[2:4] == [EQ_LINE, FX_LINE]
             assert len(posted["text"]) < 4096
-            time.sleep(1.0)
+            wait_next_daily_check(runner)
             assert sum(1 for r in tg.messages() if "SLO за" in (r["text"] or "")) == 1  # once
 
             asked = ask(tg, f"/slo {previous}", chat_id=ALLOWED_USER, timeout=30)

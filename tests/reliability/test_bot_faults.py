@@ -44,11 +44,11 @@ def bot(tmp_path_factory):
             runner.stop()
 
 
-def _wait_answer(tg: FakeTelegram, query_id: str, timeout: float = 15.0) -> dict:
+def _wait_answer(tg: FakeTelegram, query_id: str, timeout: float = 15.0, text: str | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for answer in tg.callback_answers():
-            if answer["callback_query_id"] == query_id:
+            if answer["callback_query_id"] == query_id and text in (None, answer["text"]):
                 return answer
         time.sleep(0.05)
     raise TimeoutError(f"callback {query_id} not answered")
@@ -79,7 +79,8 @@ def test_telegram_errors_while_editing_lose_no_write_and_duplicate_none(bot):
             time.sleep(0.05)
         if method != "answerCallbackQuery":
             _wait_answer(tg, query["id"])
-        time.sleep(0.5)  # room for a (wrong) retry that would flip it back
+        # The handler is over once the error handler has answered (a wrong retry would come before it).
+        _wait_answer(tg, query["id"], text=texts.INTERNAL_ERROR)
         assert all(fault["count"] == 0 for fault in tg._faults), tg._faults   # the fault did hit
     # Telegram is healthy again: the next press edits the menu in place as usual.
     tg.clear_faults()

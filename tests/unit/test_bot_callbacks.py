@@ -7,11 +7,14 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from bot import calendar_ui, callbacks, texts
+from bot import callbacks, texts
 from bot.access import AccessPolicy
-from bot.app import BotState, parse_report_args, render_alerts, render_status, silence_end
+from bot.context import BotState
+from bot.handlers import calendar as calendar_ui
+from bot.handlers.alerts import render_alerts, silence_end
+from bot.handlers.report import caption, parse_report_args, statistics
+from bot.handlers.status import render_status
 from bot.ops import Alert, Alertmanager, Prometheus
-from bot.report import caption, statistics
 from exporter.calendar import parse_calendar_text
 from exporter.clock import MSK, ManualClock
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.deadman import DeadMan, Problem, probe
+from bot.handlers.deadman import DeadMan, Problem, probe
 from bot.ops import WATCHDOG_ALERT, Alertmanager, OpsError, Prometheus
 from exporter.clock import MSK, ManualClock
 from exporter.config import ConfigError, load_config
@@ -196,7 +196,7 @@ def test_config_url_lists_and_deadman_keys(tmp_path: Path) -> None:
 
 
 def test_alert_token_check_tells_a_revoked_token_from_an_unreachable_telegram() -> None:
-    from bot.deadman import TelegramTokenCheck
+    from bot.handlers.deadman import TelegramTokenCheck
     from sandbox.telegram import FakeTelegram
 
     with FakeTelegram() as telegram:

@@ -7,8 +7,8 @@ from datetime import date
 import pandas as pd
 
 from bot import texts
-from bot.digest import Digest, count_alert_starts, digest_markets, fit_lines, render_digest
-from bot.report import statistics
+from bot.handlers.digest import Digest, count_alert_starts, digest_markets, fit_lines, render_digest
+from bot.handlers.report import statistics
 
 DAY = date(2026, 11, 25)
 

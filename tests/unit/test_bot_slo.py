@@ -1,10 +1,10 @@
-"""bot/slo.py on plain data: month arguments, the first working day, budget and the message."""
+"""bot/handlers/slo.py on plain data: month arguments, the first working day, budget and the message."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from bot import slo
+from bot.handlers import slo
 from exporter.calendar import load_calendar
 from tests.calendars import calendar_text
 

@@ -15,15 +15,21 @@ with a manual clock). Times are the bot's clock (virtual in the sandbox).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import requests
+from telegram.error import TelegramError
+from telegram.ext import CallbackContext
 
 from bot import texts
 from bot.ops import Alertmanager, OpsError, Prometheus
-from exporter.clock import MSK
+from exporter.clock import MSK, Clock
+
+log = logging.getLogger("bot")
 
 EXPORTER_UP_QUERY = 'max(up{job="algopack"})'
 
@@ -147,3 +153,30 @@ class DeadMan:
 def _since(moment: datetime, now: datetime) -> str:
     local = moment.astimezone(MSK)
     return f"{local:%H:%M}" if local.date() == now.astimezone(MSK).date() else f"{local:%d.%m %H:%M}"
+
+
+
+@dataclass
+class DeadManCheck:
+    """What the repeating job needs (its `job.data`): the state machine and where to post."""
+
+    deadman: DeadMan
+    chat_id: int
+    prometheus: Prometheus
+    alertmanager: Alertmanager
+    clock: Clock
+    alert_token_check: Callable[[], str | None] | None = None
+
+
+async def deadman_job(context: CallbackContext) -> None:
+    """Every check interval: probe Prometheus, the exporter target, Alertmanager and the
+    watchdog; post what `DeadMan.observe` decides (usually nothing)."""
+    check: DeadManCheck = context.job.data
+    problems = await asyncio.to_thread(probe, check.prometheus, check.alertmanager, check.alert_token_check)
+    for message in check.deadman.observe(problems, check.clock.now()):
+        log.warning("event=deadman_message problems=%s", ",".join(p.key for p in problems) or "-")
+        try:
+            await context.bot.send_message(check.chat_id, message)
+        except TelegramError as exc:
+            # A revoked token or no network: nothing to post to; the external heartbeat covers it.
+            log.error("event=deadman_send_failed error=%r", str(exc))

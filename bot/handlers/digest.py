@@ -1,4 +1,6 @@
-"""The evening digest: one message that sums up a trading day, from Prometheus.
+"""/digest [дата] [рынок] and the evening post: one message that sums up a trading day, from
+Prometheus, followed by /report's PNGs; on the first working day of a month the post adds
+last month's /slo.
 
 ```
 📊 Итоги дня 25.11.2026
@@ -34,19 +36,40 @@ previous day's values; nothing is published in those minutes.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import pandas as pd
+from telegram import Update
+from telegram.constants import ChatAction
 
 from bot import texts
+from bot.context import BotContext, BotState
+from bot.handlers.calendar_file import calendar_or_problem
+from bot.handlers.common import LIMIT, fit_lines
+from bot.handlers.report import (
+    Report,
+    day_frame,
+    day_window,
+    fmt_num,
+    parse_report_args,
+    report_from_frame,
+    send_photo,
+    statistics,
+)
+from bot.handlers.slo import first_working_day, previous_month, send_slo
 from bot.ops import OpsError, Prometheus
-from bot.report import Report, day_frame, day_window, fmt_num, report_from_frame, statistics
 from exporter.calendar import MARKETS
 from exporter.clock import MSK, Clock
 
-LIMIT = 4096
+log = logging.getLogger("bot")
+
+__all__ = ["Digest", "build_digest", "count_alert_starts", "digest_markets", "fit_lines", "render_digest"]
+
 SETTLE = timedelta(minutes=5)
 
 
@@ -163,24 +186,6 @@ def _count(value: float) -> str:
     return str(int(round(value)))
 
 
-def fit_lines(head: list[str], body: list[str], tail: list[str], limit: int = LIMIT) -> str:
-    """Join head + body + tail, cutting body lines with "… и ещё N" so the text stays under `limit`
-    in UTF-16 code units, as Telegram counts, of the HTML source (never shorter than the
-    parsed text Telegram measures)."""
-    def size(lines: list[str]) -> int:
-        return len("\n".join(lines).encode("utf-16-le")) // 2
-
-    if size(head + body + tail) <= limit:
-        return "\n".join(head + body + tail)
-    kept: list[str] = []
-    for index, line in enumerate(body):
-        marker = texts.TRUNCATED.format(n=len(body) - index)
-        if size(head + kept + [line, marker] + tail) > limit:
-            return "\n".join(head + kept + [marker] + tail)
-        kept.append(line)
-    return "\n".join(head + kept + tail)
-
-
 def render_digest(digest: Digest, limit: int = LIMIT) -> str:
     """The digest as Telegram HTML (values escaped), at most `limit` characters."""
     head = [texts.DIGEST_TITLE.format(day=f"{digest.day:%d.%m.%Y}")]
@@ -227,3 +232,66 @@ def png_reports(digest: Digest, clock: Clock) -> list[Report]:
         if frame is not None and not frame.empty:
             reports.append(report_from_frame(frame, clock, market, digest.day))
     return reports
+
+
+# --------------------------------------------------------------------- the command and the daily post
+
+async def send_digest(bot: Any, state: BotState, chat_id: int, markets: list[str], day: date) -> None:
+    """The digest text, then /report's PNG of every market that had data that day."""
+    digest = await asyncio.to_thread(build_digest, state.prometheus, state.clock, markets, day)
+    await bot.send_message(chat_id, render_digest(digest))
+    if digest.error is not None:
+        log.warning("event=digest_failed day=%s error=%r", day, digest.error)
+        return
+    for report in await asyncio.to_thread(png_reports, digest, state.clock):
+        await send_photo(bot, chat_id, report)
+
+
+async def cmd_digest(update: Update, context: BotContext) -> None:
+    """`/digest [date] [market…]`: the evening digest on demand."""
+    state = context.state
+    args = context.args or []
+    parsed = parse_report_args(args, state.markets, state.clock.today())
+    if parsed is None:
+        await update.effective_message.reply_text(texts.DIGEST_BAD_ARGS)
+        return
+    markets, day = parsed
+    requested = markets if any(arg.strip().lower() in state.markets for arg in args) else None
+    cal, problem = await calendar_or_problem(state)
+    if cal is None:
+        await update.effective_message.reply_text(texts.esc(problem))
+        return
+    working = [m for m in state.markets if cal.is_working_day(day, m)]
+    await context.bot.send_chat_action(update.effective_chat.id, ChatAction.UPLOAD_PHOTO)
+    await send_digest(context.bot, state, update.effective_chat.id,
+                      digest_markets(requested, working, state.markets), day)
+
+
+async def daily_report_job(context: BotContext) -> None:
+    """Runs every few (real) seconds; once per virtual day after report_time posts the digest
+    of the markets trading that day followed by their /report PNGs (nothing on a day off),
+    and on the first working day of a month last month's /slo."""
+    state = context.state
+    try:
+        await _daily_report(context.bot, state)
+    finally:
+        state.daily_checks += 1
+
+
+async def _daily_report(bot: Any, state: BotState) -> None:
+    now = state.clock.now()
+    if state.report_time is None or state.report_chat_id is None or now.time() < state.report_time:
+        return
+    if state.last_report_day == now.date():
+        return
+    state.last_report_day = now.date()
+    state.last_report_check = state.daily_checks
+    cal = await asyncio.to_thread(state.calendar)
+    markets = [m for m in state.markets if cal.is_working_day(now.date(), m)]
+    log.info("event=daily_report day=%s markets=%s", now.date(), ",".join(markets) or "-")
+    if markets:
+        await send_digest(bot, state, state.report_chat_id, markets, now.date())
+    if first_working_day(cal, now.date(), state.markets):
+        year, month = previous_month(now.date())
+        log.info("event=monthly_slo month=%04d-%02d", year, month)
+        await send_slo(bot, state, state.report_chat_id, year, month)

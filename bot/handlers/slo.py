@@ -17,16 +17,24 @@ clock, clipped to now, converted to real time: Prometheus stores real time):
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from typing import Any
+
+from telegram import Update
 
 from bot import texts
-from bot.digest import LIMIT, fit_lines
+from bot.context import BotContext, BotState
+from bot.handlers.common import LIMIT, fit_lines
 from bot.ops import OpsError, Prometheus
 from exporter.calendar import MARKETS
 from exporter.clock import MSK, Clock
+
+log = logging.getLogger("bot")
 
 QUANTILES = (0.5, 0.95, 0.99)
 Pair = tuple[str, str]
@@ -176,3 +184,22 @@ def render_slo(report: SloReport, limit: int = LIMIT) -> str:
             budget=(texts.SLO_BUDGET_GONE if left <= 0 else _pct(left) + " %") if left is not None else "—",
             mark="" if left is None or left > 0 else " ❗"))
     return fit_lines(head, body, [texts.SLO_FOOTER], limit)
+
+
+# --------------------------------------------------------------------- the command and the monthly post
+
+async def send_slo(bot: Any, state: BotState, chat_id: int, year: int, month: int) -> None:
+    report = await asyncio.to_thread(build_slo, state.prometheus, state.clock, year, month)
+    if report.error is not None:
+        log.warning("event=slo_failed month=%04d-%02d error=%r", year, month, report.error)
+    await bot.send_message(chat_id, render_slo(report))
+
+
+async def cmd_slo(update: Update, context: BotContext) -> None:
+    """`/slo [YYYY-MM]`: the month's feed SLO (the current month so far by default)."""
+    state = context.state
+    parsed = parse_month(context.args or [], state.clock.today())
+    if parsed is None:
+        await update.effective_message.reply_text(texts.SLO_BAD_ARGS)
+        return
+    await send_slo(context.bot, state, update.effective_chat.id, *parsed)

@@ -1,4 +1,4 @@
-"""/report: the old daily plot on demand.
+"""/report [рынок] [дата]: the old daily plot on demand.
 
 Publish delay (`algopack_publish_delay_seconds`: newest row's SYSTIME − its tradetime) per
 endpoint of one market over one Moscow day, from Prometheus `query_range`, drawn as a PNG
@@ -13,15 +13,20 @@ converted with the clock, and the x axis shows virtual Moscow time.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import pandas as pd
+from telegram import Update
+from telegram.constants import ChatAction
 
 from bot import texts
-from bot.ops import Prometheus
+from bot.context import BotContext, BotState
+from bot.ops import OpsError, Prometheus
 from exporter.clock import MSK, Clock
 
 MAX_POINTS = 1500
@@ -134,3 +139,56 @@ def report_from_frame(frame: pd.DataFrame, clock: Clock, market: str, day: date)
 def build_report(prom: Prometheus, clock: Clock, market: str, day: date) -> Report:
     """Query, reduce, draw. Raises bot.ops.OpsError when Prometheus cannot answer."""
     return report_from_frame(day_frame(prom, clock, market, day), clock, market, day)
+
+
+# --------------------------------------------------------------------- the command
+
+def parse_report_args(args: list[str], markets: list[str], today: date) -> tuple[list[str], date] | None:
+    """`[market…] [YYYY-MM-DD | DD.MM.YYYY]` → (markets, day); None when not understood or in the future."""
+    chosen: list[str] = []
+    day = today
+    for arg in args:
+        word = arg.strip().lower()
+        if word in markets:
+            chosen.append(word)
+            continue
+        parsed = None
+        for fmt in ("%Y-%m-%d", "%d.%m.%Y"):
+            try:
+                parsed = datetime.strptime(word, fmt).date()
+                break
+            except ValueError:
+                continue
+        if parsed is None or parsed > today or parsed.year < today.year - 1:
+            return None
+        day = parsed
+    return (chosen or list(markets)), day
+
+
+async def send_photo(bot: Any, chat_id: int, report: Report) -> None:
+    await bot.send_photo(chat_id, photo=report.png, caption=report.caption,
+                         filename=f"report-{report.market}-{report.day.isoformat()}.png")
+
+
+async def send_reports(bot: Any, state: BotState, chat_id: int, markets: list[str], day: date) -> None:
+    for market in markets:
+        try:
+            report = await asyncio.to_thread(build_report, state.prometheus, state.clock, market, day)
+        except OpsError as exc:
+            await bot.send_message(chat_id, texts.PROMETHEUS_DOWN.format(reason=texts.esc(str(exc))))
+            return
+        if report.png is None:
+            await bot.send_message(chat_id, report.caption)
+        else:
+            await send_photo(bot, chat_id, report)
+
+
+async def cmd_report(update: Update, context: BotContext) -> None:
+    state = context.state
+    parsed = parse_report_args(context.args or [], state.markets, state.clock.today())
+    if parsed is None:
+        await update.effective_message.reply_text(texts.REPORT_BAD_ARGS)
+        return
+    markets, day = parsed
+    await context.bot.send_chat_action(update.effective_chat.id, ChatAction.UPLOAD_PHOTO)
+    await send_reports(context.bot, state, update.effective_chat.id, markets, day)
