@@ -25,6 +25,7 @@ from exporter.app import ExporterApp
 from exporter.clock import MSK, ManualClock
 from exporter.config import load_config
 from exporter.http import ExporterHTTPServer
+from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,16 +54,6 @@ def raise_nofile(wanted: int) -> None:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def wait_until(condition, timeout: float, step: float = 0.02, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"{message} not met within {timeout:.1f} s")
 
 
 def connect(server, timeout: float = 5.0) -> socket.socket:
@@ -255,7 +246,7 @@ def test_concurrent_scrapes_share_one_render_and_later_ones_are_fresh():
         for thread in threads:
             thread.start()
         wait_until(lambda: server.stats["requests"] >= 4 and server._work.qsize() >= 6, 10,
-                   message="10 scrapes in: 4 with workers, 6 queued")
+                   what="10 scrapes in: 4 with workers, 6 queued")
         collector.gate.set()
         for thread in threads:
             thread.join(timeout=10)
@@ -263,7 +254,7 @@ def test_concurrent_scrapes_share_one_render_and_later_ones_are_fresh():
         assert collector.renders == 1
         # The shared bytes live at most ~1 s: a later scrape renders again.
         wait_until(lambda: b"gated_renders 2.0" in timed_scrape(server)[2], 3, step=0.1,
-                   message="a fresh render after the cache expired")
+                   what="a fresh render after the cache expired")
     finally:
         collector.gate.set()
         server.stop()
@@ -280,7 +271,7 @@ def test_dead_clients_cost_no_rendering():
     live = threading.Thread(target=timed_scrape, args=(server,))
     try:
         live.start()  # occupies the only worker (its render waits on the gate)
-        wait_until(lambda: collector.renders == 1, 10, message="the live scrape rendering")
+        wait_until(lambda: collector.renders == 1, 10, what="the live scrape rendering")
         dead = []
         for _ in range(200):
             sock = connect(server)
@@ -288,10 +279,10 @@ def test_dead_clients_cost_no_rendering():
             dead.append(sock)
         for sock in dead:
             sock.close()
-        wait_until(lambda: server._work.qsize() == 200, 10, message="200 dead requests queued")
+        wait_until(lambda: server._work.qsize() == 200, 10, what="200 dead requests queued")
         collector.gate.set()
         wait_until(lambda: server.stats["requests"] == 201 and server.open_connections == 0, 10,
-                   message="every request handled")
+                   what="every request handled")
         assert server.stats["dead_dropped"] == 200
         assert collector.renders == 1
         assert timed_scrape(server)[1] == 200 and collector.renders == 2
@@ -355,11 +346,11 @@ def test_a_client_that_never_reads_does_not_pin_a_worker():
         reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         reader.connect(("127.0.0.1", port_of(server)))
         reader.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # 16 MB answer, never read
-        wait_until(lambda: server.stats["requests"] == 1, 10, message="the big answer started")
+        wait_until(lambda: server.stats["requests"] == 1, 10, what="the big answer started")
         elapsed, status, _ = timed_scrape(server, "/-/healthy")  # the only worker is free
         assert status == 200 and elapsed < 1.5  # well before the stalled write times out
         wait_until(lambda: server.stats["timed_out"] == 1 and server.open_connections == 0, 10,
-                   message="the stalled write dropped")
+                   what="the stalled write dropped")
     finally:
         reader.close()
         server.stop()
@@ -374,7 +365,7 @@ def test_too_many_connections_evict_the_oldest_silent_ones():
     server = start_server(CollectorRegistry(), max_connections=8, header_timeout=30)
     silent = [connect(server) for _ in range(20)]
     try:
-        wait_until(lambda: server.stats["accepted"] == 20, 10, message="20 accepted")
+        wait_until(lambda: server.stats["accepted"] == 20, 10, what="20 accepted")
         assert server.open_connections <= 8 and server.stats["evicted"] >= 12
         assert all(closed_by_peer(sock, 2.0) for sock in silent[:12])
         assert timed_scrape(server, "/-/healthy")[1] == 200
@@ -404,7 +395,7 @@ def test_1000_half_open_connections_leave_scrapes_fast_and_threads_bounded(app):
                 sock.close()
             else:
                 socks.append(sock)
-        wait_until(lambda: server.stats["accepted"] >= 1000, 30, message="1000 accepted")
+        wait_until(lambda: server.stats["accepted"] >= 1000, 30, what="1000 accepted")
         renders = server.metrics.renders
         times = []
         for path, headers in UNCACHED_VARIANTS:  # real renderings, not the attack's cached bytes
@@ -415,7 +406,7 @@ def test_1000_half_open_connections_leave_scrapes_fast_and_threads_bounded(app):
         assert server.open_connections >= 700  # the half-open ones are still there
         assert statistics.median(times) < 0.1, times
         assert threading.active_count() <= baseline + server.workers + 1 <= 20
-        wait_until(lambda: server.stats["requests"] >= 500 + len(times), 30, message="every full request handled")
+        wait_until(lambda: server.stats["requests"] >= 500 + len(times), 30, what="every full request handled")
         assert server.stats["dead_dropped"] >= 1
         assert server.metrics.renders < 50  # ~500 /metrics requests shared a few renders
     finally:
@@ -434,7 +425,7 @@ def test_a_big_answer_to_a_slow_reader_arrives_whole_and_the_connection_stays_us
         sock.connect(("127.0.0.1", port_of(server)))
         sock.settimeout(10)
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        wait_until(lambda: server.stats["requests"] == 1, 10, message="the big answer started")
+        wait_until(lambda: server.stats["requests"] == 1, 10, what="the big answer started")
         data = bytearray()
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
