@@ -18,6 +18,7 @@ from .iss import IssClient, IssStats
 from .poller import Poller
 from .scheduler import CalendarSyncJob, PollScheduler
 from .state import StateStore
+from .storage import PersistentStore, StateStorage, StorageCollector
 
 log = logging.getLogger("exporter")
 
@@ -26,14 +27,19 @@ READY_AFTER_SECONDS = 60.0  # real seconds; ready anyway if ISS is slow to answe
 
 
 class ExporterApp:
-    def __init__(self, config, clock: Clock):
+    def __init__(self, config, clock: Clock, storage_path: str | None = None):
         self.config = config
         self.clock = clock
         self.stats = IssStats()
         self.client = IssClient(config.iss, self.stats)
         self.calendars = CalendarStore(str(config.calendar.file))
-        self.store = StateStore(config.enabled_pairs())
+        # --storage.path: the state a restart would otherwise re-download (exporter/storage.py).
+        self.storage = StateStorage(storage_path, clock, config.iss.base_url) if storage_path else None
+        pairs = config.enabled_pairs()
+        self.store = PersistentStore(pairs, self.storage) if self.storage else StateStore(pairs)
         self.poller = Poller(config, self.client, self.calendars, clock, self.store)
+        if self.storage is not None:
+            self.storage.restore_into(self.store, self.poller)  # before the first poll
         self.scheduler = PollScheduler(self.poller, clock, max_workers=config.poll.max_workers)
         self.calendar_sync: CalendarSyncJob | None = None
         if config.calendar.sync.enabled:
@@ -47,6 +53,8 @@ class ExporterApp:
         self.registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)
+        if self.storage is not None:
+            self.registry.register(StorageCollector(self.storage))
         self.http: ExporterHTTPServer | None = None
         self._started = 0.0
         self._stop = threading.Event()
@@ -60,6 +68,8 @@ class ExporterApp:
         self.http = ExporterHTTPServer((host or "127.0.0.1", port), self.registry, self.jobs, self.ready)
         self.http.start()
         self._started = time.monotonic()
+        if self.storage is not None:
+            self.storage.start(self.store)
         self.scheduler.start()
         if self.calendar_sync is not None:
             self.scheduler.add_calendar_sync(self.calendar_sync)
@@ -100,6 +110,8 @@ class ExporterApp:
         self._stop.set()
         self.scheduler.shutdown()
         self.calendars.stop()
+        if self.storage is not None:
+            self.storage.stop()  # the last write
         if self.http is not None:
             self.http.stop()
 

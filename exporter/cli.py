@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_global_flags(parser)
     parser.add_argument("--once", action="store_true",
                         help="poll every enabled endpoint once, print the exposition, exit (1 if a poll failed)")
+    parser.add_argument("--storage.path", dest="storage_path", default=None,
+                        help="directory of the state kept across restarts (default: data/ beside --config.file; "
+                             "empty: keep nothing); not used by --once")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (default: serve)")
     sync = commands.add_parser("calendar-sync", help="merge the MOEX ISS trading calendar into calendar.yml",
                                description="Merge the MOEX ISS trading calendar into calendar.yml.")
@@ -100,12 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(args, config, clock)
 
 
+def storage_path(args: argparse.Namespace) -> str | None:
+    """--storage.path, by default `data/` beside the config file (Alertmanager's spelling)."""
+    if args.storage_path is not None:
+        return args.storage_path or None
+    base = os.path.dirname(os.path.abspath(args.config_file)) if args.config_file else os.getcwd()
+    return os.path.join(base, "data")
+
+
 def _serve(args: argparse.Namespace, config, clock) -> int:
     from .app import ExporterApp
     from .calendar import CalendarError
 
     try:
-        app = ExporterApp(config, clock)
+        app = ExporterApp(config, clock, storage_path=None if args.once else storage_path(args))
     except CalendarError as exc:
         print(f"calendar error in {config.calendar.file}: {exc}", file=sys.stderr)
         return 2
