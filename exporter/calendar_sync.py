@@ -90,7 +90,7 @@ def _flag(value: Any) -> bool | None:
     if value is None:
         return None
     try:
-        if value != value:  # NaN from pandas
+        if value != value:  # NaN
             return None
     except TypeError:
         return None
@@ -135,14 +135,14 @@ def _get_frame(client, path: str, params: dict, block: str, where: str):
     from exporter.iss import IssError
 
     try:
-        return client.get_block(path, params, block, required_columns=(), all_pages=True).frame
+        return client.get_block(path, params, block, required_columns=(), all_pages=True).table
     except IssError as exc:
         raise SyncError(f"{where}: {exc}") from None
 
 
 def _records(frame) -> list[dict[str, Any]]:
     columns = [str(c).lower() for c in frame.columns]
-    return [dict(zip(columns, row, strict=True)) for row in frame.itertuples(index=False, name=None)]
+    return [dict(zip(columns, row, strict=True)) for row in frame.rows]  # an exporter.table.Table
 
 
 def fetch_off_days(client, date_from: date, date_till: date) -> dict[date, IssDay]:
@@ -272,7 +272,7 @@ def fetch_session_hours(client, date_from: date, date_till: date) -> dict[str, d
     for iss, market in ISS_MARKETS.items():
         route = f"/iss/calendars/{iss}/session.json"
         try:
-            frame = client.get_block(route, params, SCHEDULE_BLOCK, all_pages=True).frame
+            frame = client.get_block(route, params, SCHEDULE_BLOCK, all_pages=True).table
         except IssError as exc:
             log.warning("event=calendar_sync_sessions_unavailable route=%s block=%s error=%r", route,
                         SCHEDULE_BLOCK, str(exc)[:300])

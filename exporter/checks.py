@@ -4,7 +4,9 @@ No I/O and no clock here: callers pass "now" and the calendar's answers, so ever
 is tested on plain data. Bucket times are END times (ISS labels a 5-minute bucket by its end).
 
 Rows arrive as plain records (one dict per row, lower-case column names); `records()` turns
-a client block (a DataFrame today) into them, so the checks need no pandas.
+a client block (an `exporter.table.Table`) into them. No pandas: a poll reads a handful of
+rows, so times are parsed from their fixed ISS formats by slicing (strptime only for an odd
+text), each distinct text once (a FUTOI answer repeats the whole day every poll).
 
 One odd row never fails a poll (iss-api.md §11 "nulls"): `check_rows` skips it with one of
 `REJECT_REASONS` and the caller counts it in `algopack_rows_rejected_total`.
@@ -13,9 +15,10 @@ One odd row never fails a poll (iss-api.md §11 "nulls"): `check_rows` skips it 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .clock import MSK
@@ -60,29 +63,24 @@ class Rows:
 
 def column_values(block: Any, *names: str) -> tuple[Iterable[tuple[Any, ...]], set[str]]:
     """(rows as tuples of the named columns, the block's column names), without a dict per
-    row: a previous day's obstats is ~40k rows at scale 1, ~400k at 10x, and one dict per
-    row doubled the exporter's peak memory. Missing columns give None."""
+    row (a previous day's obstats is ~40k rows at scale 1). Missing columns give None.
+    `block` is a Table (columns + row lists) or a list of dicts."""
     if block is None:
         return iter(()), set()
-    if hasattr(block, "columns") and hasattr(block, "to_dict"):  # a DataFrame
-        present = {str(c).lower() for c in block.columns}
-        by_lower = {str(c).lower(): c for c in block.columns}
-        columns = [block[by_lower[n]].tolist() if n in by_lower else [None] * len(block) for n in names]
-        return zip(*columns, strict=True), present
+    if hasattr(block, "values") and hasattr(block, "columns"):  # a Table
+        return block.values(*names), set(block.columns)
     recs = records(block)
     present = set(recs[0]) if recs else set()
     return (tuple(r.get(n) for n in names) for r in recs), present
 
 
 def records(block: Any) -> list[dict[str, Any]]:
-    """A client block (DataFrame or a list of dicts) → list of dicts with lower-case keys."""
+    """A client block (a Table or a list of dicts) → list of dicts with lower-case keys."""
     if block is None:
         return []
-    if hasattr(block, "to_dict"):
-        rows = block.to_dict("records")
-    else:
-        rows = list(block)
-    return [{str(k).lower(): v for k, v in row.items()} for row in rows]
+    if hasattr(block, "records"):
+        return block.records()  # a Table: its columns are lower-case already
+    return [{str(k).lower(): v for k, v in row.items()} for row in block]
 
 
 def _text(value: Any) -> str | None:
@@ -107,36 +105,66 @@ def _identity(record: Record) -> tuple:
     return tuple((k, repr(v)) for k, v in record.items() if k != "systime")
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+@lru_cache(maxsize=1024)
 def _parse_date(text: str | None) -> date | None:
+    """"YYYY-MM-DD" → date (sliced; strptime only for another spelling); None when bad."""
     if text is None:
         return None
+    if len(text) == 10 and text[4] == "-" and text[7] == "-" \
+            and _digits(text[:4]) and _digits(text[5:7]) and _digits(text[8:]):
+        try:
+            return date(int(text[:4]), int(text[5:7]), int(text[8:]))
+        except ValueError:
+            return None
     try:
         return datetime.strptime(text, "%Y-%m-%d").date()
     except ValueError:
         return None
 
 
+@lru_cache(maxsize=1024)
 def _parse_time(text: str | None) -> time | None:
+    """"HH:MM:SS" → time (sliced; strptime only for another spelling); None when bad."""
     if text is None:
         return None
+    if len(text) == 8 and text[2] == ":" and text[5] == ":" \
+            and _digits(text[:2]) and _digits(text[3:5]) and _digits(text[6:]):
+        try:
+            return time(int(text[:2]), int(text[3:5]), int(text[6:]))
+        except ValueError:
+            return None
     try:
         return datetime.strptime(text, "%H:%M:%S").time()
     except ValueError:
         return None
 
 
-def _parse_systime(text: str | None) -> datetime | None:
+@lru_cache(maxsize=4096)
+def _systime_ts(text: str | None) -> float | None:
+    """SYSTIME text ("YYYY-MM-DD HH:MM:SS" or with a T, Moscow) → Unix time; None when bad."""
     if text is None:
         return None
+    if len(text) == 19 and text[10] in " T":
+        day, clock = _parse_date(text[:10]), _parse_time(text[11:])
+        return None if day is None or clock is None else datetime.combine(day, clock, tzinfo=MSK).timestamp()
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=MSK)
+            return datetime.strptime(text, fmt).replace(tzinfo=MSK).timestamp()
         except ValueError:
             continue
     return None
 
 
-def reject_reason(record: Record, day: date, accepted_dates: Iterable[date], now_ts: float
+@lru_cache(maxsize=4096)
+def _bucket_ts(day: date, tradetime: time) -> float:
+    return datetime.combine(day, tradetime, tzinfo=MSK).timestamp()
+
+
+def reject_reason(record: Record, day: date, accepted_dates: Collection[date], now_ts: float
                   ) -> tuple[str | None, float | None, float | None]:
     """(reason or None, bucket end, systime) of one row polled for `day`.
 
@@ -144,13 +172,12 @@ def reject_reason(record: Record, day: date, accepted_dates: Iterable[date], now
     filed the row under: a weekend session's rows may carry the next trading day's date."""
     tradedate = _parse_date(_text(record.get("tradedate")))
     tradetime = _parse_time(_text(record.get("tradetime")))
-    systime = _parse_systime(_text(record.get("systime")))
-    if tradedate is None or tradetime is None or systime is None:
+    loaded = _systime_ts(_text(record.get("systime")))
+    if tradedate is None or tradetime is None or loaded is None:
         return "bad_time", None, None
-    if tradedate not in set(accepted_dates):
+    if tradedate not in accepted_dates:
         return "other_day", None, None
-    bucket = datetime.combine(day, tradetime, tzinfo=MSK).timestamp()
-    loaded = systime.timestamp()
+    bucket = _bucket_ts(day, tradetime)
     if tradetime.second or tradetime.microsecond or tradetime.minute % GRID_MINUTES:
         return "off_grid", bucket, loaded
     if loaded > now_ts + FUTURE_SYSTIME_SLACK_SECONDS:
@@ -226,8 +253,8 @@ def loaded_since(rows: Any, since_ts: float, until_ts: float | None = None) -> l
     kept): drops a weekend session's rows filed under today's date from today's counts."""
     out = []
     for record in records(rows):
-        loaded = _parse_systime(_text(record.get("systime")))
-        if loaded is None or (loaded.timestamp() >= since_ts and (until_ts is None or loaded.timestamp() < until_ts)):
+        loaded = _systime_ts(_text(record.get("systime")))
+        if loaded is None or (loaded >= since_ts and (until_ts is None or loaded < until_ts)):
             out.append(record)
     return out
 
@@ -257,15 +284,25 @@ def missing_runs(due: Iterable[datetime], seen: Iterable[float]) -> list[list[da
     return runs
 
 
+def lag_anchor(newest_systime: float | None, session_start: float | None) -> float | None:
+    """THE lag formula's anchor (the one place it lives): lag = now − max(newest SYSTIME,
+    session start). The collector's lag and the rhythm's "poll before the lag crosses the
+    threshold" both come from here."""
+    anchors = [t for t in (newest_systime, session_start) if t is not None]
+    return max(anchors) if anchors else None
+
+
 def lag_seconds(now: float, newest_systime: float | None, session_start: float | None,
                 in_session: bool) -> float:
-    """now − max(newest SYSTIME, session start) while in session, 0 outside (design)."""
-    if not in_session:
-        return 0.0
-    anchors = [t for t in (newest_systime, session_start) if t is not None]
-    if not anchors:
-        return 0.0
-    return max(0.0, now - max(anchors))
+    """now − lag_anchor(...) while in session, 0 outside (design)."""
+    anchor = lag_anchor(newest_systime, session_start) if in_session else None
+    return 0.0 if anchor is None else max(0.0, now - anchor)
+
+
+def lag_reaches(threshold: float, newest_systime: float | None, session_start: float | None) -> float | None:
+    """The moment the lag reaches `threshold` seconds if no newer row comes (None: unknown)."""
+    anchor = lag_anchor(newest_systime, session_start)
+    return None if anchor is None else anchor + threshold
 
 
 def secids_per_interval(rows: Any) -> dict[str, int]:
@@ -309,8 +346,8 @@ def has_rows_for_day(rows: Any, day: date | Iterable[date], not_loaded_before: f
         if _text(record.get("tradedate")) not in wanted:
             continue
         if not_loaded_before is not None and "systime" in record:
-            loaded = _parse_systime(_text(record.get("systime")))
-            if loaded is not None and loaded.timestamp() < not_loaded_before:
+            loaded = _systime_ts(_text(record.get("systime")))
+            if loaded is not None and loaded < not_loaded_before:
                 continue
         return True
     return False

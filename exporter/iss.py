@@ -1,10 +1,13 @@
-"""The ISS client: one `requests.Session`, retries, auth modes, paging, block → DataFrame.
+"""The ISS client: one `requests.Session`, retries, auth modes, paging, block → plain rows (`Table`).
 
     client = IssClient(config.iss, stats)
     result = client.get_block("/iss/datashop/algopack/eq/tradestats/SBER.json",
                               {"from": "2026-11-25", "till": "2026-11-25"},
                               required_columns=("tradedate", "tradetime", "systime"))
-    result.frame      # lower-cased columns, every page concatenated
+    result.table      # a Table: lower-cased columns, the rows of every page (exporter/table.py)
+
+No pandas here: a block is plain lists (`exporter.table.Table`), and `iter_pages` hands a
+long paged read over page by page, so a whole day is never held at once.
 
 Failures raise `IssError(reason, message)`; `reason` is the `reason` label of
 `algopack_poll_errors_total`, one of ERROR_REASONS (the one list; state.py and the
@@ -66,18 +69,18 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import pandas as pd
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter.config import IssConfig
+from exporter.table import Table
 
 log = logging.getLogger("exporter.iss")
 
@@ -124,7 +127,7 @@ class IssError(Exception):
 
 @dataclass(frozen=True)
 class IssResult:
-    frame: pd.DataFrame
+    table: Table  # every page's rows, lower-cased columns
     total: int | None  # TOTAL from the cursor block, when the server sent one
     pages: int
     bytes: int
@@ -267,8 +270,8 @@ def iss_error_text(payload: Any, block: str) -> str | None:
     return found
 
 
-def parse_block(payload: Mapping[str, Any], block: str, required_columns: Iterable[str] = ()) -> pd.DataFrame:
-    """One ISS JSON block → DataFrame with lower-cased column names (pure; no I/O).
+def parse_block(payload: Mapping[str, Any], block: str, required_columns: Iterable[str] = ()) -> Table:
+    """One ISS JSON block → Table with lower-cased column names (pure; no I/O).
 
     Raises IssError("iss_error") for an ERROR_MESSAGE answer (ISS's text, masked and capped),
     IssError("parse") when the block is missing or malformed, a required column (compared
@@ -292,7 +295,7 @@ def parse_block(payload: Mapping[str, Any], block: str, required_columns: Iterab
     for index, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(names):
             raise IssError("parse", f"block {block!r} row {index} does not match its {len(names)} columns")
-    return pd.DataFrame(rows, columns=names) if rows else pd.DataFrame({name: [] for name in names})
+    return Table(names, rows)
 
 
 def parse_cursor(payload: Mapping[str, Any], block: str) -> dict[str, int] | None:
@@ -301,10 +304,10 @@ def parse_cursor(payload: Mapping[str, Any], block: str) -> dict[str, int] | Non
     if cursor is None:
         return None
     try:
-        frame = parse_block(payload, f"{block}.cursor", ("index", "total", "pagesize"))
-        if frame.empty:
+        table = parse_block(payload, f"{block}.cursor", ("index", "total", "pagesize"))
+        if table.empty:
             return None
-        row = frame.iloc[0]
+        row = table.records()[0]
         return {key: int(row[key]) for key in ("index", "total", "pagesize")}
     except (TypeError, ValueError) as exc:
         raise IssError("parse", f"block '{block}.cursor' has non-integer values") from exc
@@ -475,6 +478,73 @@ class _Retryable(IssError):
     """A timeout-type failure the retry loop may repeat."""
 
 
+class PageStream:
+    """The pages of one block read (`IssClient.iter_pages`): iterate for one Table per page.
+
+    A page is requested only when the previous one has been consumed, so a consumer that
+    aggregates page by page holds one page at a time (a whole day of obstats is ~40
+    pages at scale 1). Iterate once; the counters describe what has been read so far."""
+
+    def __init__(self, client: IssClient, path: str, params: Mapping[str, Any] | None, block: str,
+                 required_columns: Iterable[str], all_pages: bool, start: int, max_pages: int,
+                 columns: Iterable[str] | None):
+        self.client = client
+        self.path = path
+        self.block = block
+        self.required = tuple(c.lower() for c in required_columns)
+        wanted = [c.lower() for c in columns] if columns else None
+        self.keep = list(dict.fromkeys([*wanted, *self.required])) if wanted else None
+        self.params: dict[str, Any] = dict(params or {})
+        self.params["iss.meta"] = "off"
+        self.params["iss.only"] = f"{block},{block}.cursor"
+        if self.keep:
+            self.params[f"{block}.columns"] = ",".join(self.keep)
+        self.all_pages = all_pages
+        self.start = start
+        self.max_pages = max_pages
+        self.total: int | None = None
+        self.pages = self.bytes = self.status = 0
+        self.rows = 0
+        self.truncated = False
+
+    def __iter__(self) -> Iterator[Table]:
+        client, path, block = self.client, self.path, self.block
+        offset = self.start
+        while True:
+            page_params = {**self.params, "start": offset}
+            payload, self.status, size = client._get_json(path, page_params)
+            self.bytes += size
+            self.pages += 1
+            error_text = iss_error_text(payload, block)
+            if error_text is not None:
+                shown = mask_secrets(error_text, client._secrets())
+                log.warning("iss_error_message path=%s text=%s", describe_url(path, page_params), shown)
+                raise IssError("iss_error", f"GET {describe_url(path)}: ISS: {shown}", self.status)
+            table = parse_block(payload, block, self.required)
+            cursor = parse_cursor(payload, block)
+            del payload
+            rows = len(table)
+            offset += rows
+            self.rows += rows
+            last = True
+            if cursor is None:
+                if rows >= ISS_PAGE_ROWS:
+                    self.truncated = True
+                    client._log_truncation_once(path, rows)
+            else:
+                self.total, page_size = cursor["total"], cursor["pagesize"] or None
+                last = (not self.all_pages or rows == 0 or (page_size is not None and rows < page_size)
+                        or offset >= self.total)
+                if not last and self.pages >= self.max_pages:
+                    self.truncated = True
+                    last = True
+                    log.warning("iss_paging_truncated path=%s pages=%d rows=%d", describe_url(path), self.pages,
+                                offset - self.start)
+            yield table.select(self.keep) if self.keep else table
+            if last:
+                return
+
+
 # --------------------------------------------------------------------------- the client
 
 
@@ -537,60 +607,26 @@ class IssClient:
         An answer without a cursor block is the whole result (FUTOI ignores `start`: paging
         it would fetch the same rows again); if it has ISS_PAGE_ROWS rows it is marked
         `truncated` (logged once per path). `columns` asks ISS to trim the block
-        (`<block>.columns=`); the frame is trimmed to the requested columns that came back,
+        (`<block>.columns=`); the table is trimmed to the requested columns that came back,
         so it looks the same if ISS ignores it."""
-        required = tuple(c.lower() for c in required_columns)
-        wanted = [c.lower() for c in columns] if columns else None
-        base_params: dict[str, Any] = dict(params or {})
-        base_params["iss.meta"] = "off"
-        base_params["iss.only"] = f"{block},{block}.cursor"
-        if wanted:
-            base_params[f"{block}.columns"] = ",".join(dict.fromkeys([*wanted, *required]))
+        pages = self.iter_pages(path, params, block, required_columns, all_pages, start, max_pages, columns)
+        table: Table | None = None
+        for page in pages:
+            if table is None:
+                table = page
+            else:
+                table.extend(page)
+        assert table is not None  # at least one page, or an IssError
+        return IssResult(table=table, total=pages.total, pages=pages.pages, bytes=pages.bytes, status=pages.status,
+                         truncated=pages.truncated)
 
-        frames: list[pd.DataFrame] = []
-        total: int | None = None
-        pages = nbytes = status = 0
-        offset = start
-        truncated = False
-        while True:
-            page_params = {**base_params, "start": offset}
-            payload, status, size = self._get_json(path, page_params)
-            nbytes += size
-            pages += 1
-            error_text = iss_error_text(payload, block)
-            if error_text is not None:
-                shown = mask_secrets(error_text, self._secrets())
-                log.warning("iss_error_message path=%s text=%s", describe_url(path, page_params), shown)
-                raise IssError("iss_error", f"GET {describe_url(path)}: ISS: {shown}", status)
-            frame = parse_block(payload, block, required)
-            cursor = parse_cursor(payload, block)
-            frames.append(frame)
-            rows = len(frame)
-            offset += rows
-            if cursor is None:
-                if rows >= ISS_PAGE_ROWS:
-                    truncated = True
-                    self._log_truncation_once(path, rows)
-                break
-            total, page_size = cursor["total"], cursor["pagesize"] or None
-            if not all_pages or rows == 0:
-                break
-            if page_size is not None and rows < page_size:
-                break
-            if offset >= total:
-                break
-            if pages >= max_pages:
-                truncated = True
-                log.warning("iss_paging_truncated path=%s pages=%d rows=%d", describe_url(path), pages,
-                            offset - start)
-                break
-
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        if wanted:
-            keep = [c for c in dict.fromkeys([*wanted, *required]) if c in frame.columns]
-            frame = frame[keep]
-        return IssResult(frame=frame, total=total, pages=pages, bytes=nbytes, status=status,
-                         truncated=truncated)
+    def iter_pages(self, path: str, params: Mapping[str, Any] | None = None, block: str = "data",
+                   required_columns: Iterable[str] = (), all_pages: bool = True, start: int = 0,
+                   max_pages: int = 100, columns: Iterable[str] | None = None) -> PageStream:
+        """Like `get_block`, one page at a time: iterate the result for each page's Table
+        (only one page is held; a page is requested when the previous one was consumed).
+        `total`, `pages`, `bytes`, `status`, `truncated` of the stream are set as it goes."""
+        return PageStream(self, path, params, block, required_columns, all_pages, start, max_pages, columns)
 
     def throttle_remaining(self) -> float:
         """Seconds left of the shared throttling back-off (0 when none)."""

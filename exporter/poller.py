@@ -189,7 +189,7 @@ class Poller:
         result = self.client.get_block(path, params, block=block, required_columns=checks.TIME_COLUMNS,
                                        all_pages=not futoi, start=0 if futoi else start,
                                        columns=checks.TIME_COLUMNS if futoi else None)
-        return checks.records(result.frame)
+        return checks.records(result.table)
 
     def _poll_rows(self, state: PairState, today: date) -> PairState:
         """Read the probe's new rows of today; bad rows are skipped and counted, never fatal."""
@@ -236,7 +236,7 @@ class Poller:
         result = self.client.get_block(path, {"from": _day(days[0]), "till": _day(days[-1])},
                                        required_columns=("tradedate", "secid"), all_pages=False)
         # Rows loaded before today are another day's (a weekend session's, filed under today).
-        present = checks.has_rows_for_day(result.frame, days, not_loaded_before=self._start_of_day(today))
+        present = checks.has_rows_for_day(result.table, days, not_loaded_before=self._start_of_day(today))
         if present and not state.hi2_present:
             log.info("hi2 published market=%s day=%s", state.market, today)
         return replace(state, hi2_present=present)
@@ -249,7 +249,7 @@ class Poller:
             result = self.client.get_block(path, {"date": _day(day), "latest": 1}, required_columns=SECID_COLUMNS,
                                            columns=(*SECID_COLUMNS, "systime"), all_pages=True)
             # A weekend session's rows filed under today's date are not today's interval.
-            rows = checks.loaded_since(result.frame, start_of_day)
+            rows = checks.loaded_since(result.table, start_of_day)
             newest = self._checked(checks.newest_interval_secids, rows)
             if newest is not None:
                 break
@@ -278,12 +278,12 @@ class Poller:
             if filed == prev:
                 result = self.client.get_block(path, {"date": _day(prev)}, required_columns=SECID_COLUMNS,
                                                columns=SECID_COLUMNS, all_pages=True, max_pages=2000)
-                rows = result.frame
+                rows = result.table
             else:
                 # A weekend session filed under its next trading day: that day's rows loaded on `prev`.
                 result = self.client.get_block(path, {"date": _day(filed)}, required_columns=SECID_COLUMNS,
                                                columns=(*SECID_COLUMNS, "systime"), all_pages=True, max_pages=2000)
-                rows = checks.loaded_since(result.frame, self._start_of_day(prev),
+                rows = checks.loaded_since(result.table, self._start_of_day(prev),
                                            self._start_of_day(prev + timedelta(days=1)))
             counts = self._checked(checks.secids_per_interval, rows)
             if counts:
@@ -328,7 +328,7 @@ class Poller:
             for day, params in ((prev, {"date": _day(prev)}), (today, {"date": _day(today), "latest": 1})):
                 result = self.client.get_block(path, params, required_columns=("secid", "val"),
                                                columns=("secid", "val"), all_pages=True, max_pages=2000)
-                secid = self._checked(checks.most_liquid, result.frame)
+                secid = self._checked(checks.most_liquid, result.table)
                 if secid:
                     by = "prev-day" if day == prev else "today"
                     log.info("probe chosen market=%s secid=%s by=tradestats-val day=%s", market, secid, day)
@@ -365,7 +365,7 @@ class Poller:
             result = self.client.get_block(path, {"date": _day(today), "latest": 1},
                                            required_columns=("secid", "val"), columns=("secid", "val"),
                                            all_pages=True, max_pages=2000)
-            secid = self._checked(checks.most_liquid, result.frame)
+            secid = self._checked(checks.most_liquid, result.table)
             if not secid or secid == old:
                 # Nobody traded yet (or the old one leads after all): ask again a while later.
                 self.store.set_probe(market, today, choice.secid, by="prev-day", checked_ts=self.clock.timestamp())

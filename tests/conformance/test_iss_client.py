@@ -118,16 +118,16 @@ def test_futoi_is_read_in_one_request_whatever_start_says(iss):
         result = c.get_block(FUTOI_PATH, {"from": DAY, "till": DAY}, block="futoi",
                              required_columns=("tradedate", "tradetime", "systime"))
     assert len(iss.seen) == 1  # old main: 100 requests (the page cap), the same rows each time
-    assert len(result.frame) == 356 and not result.truncated
-    assert result.frame["tradetime"].iloc[0] == "23:50:00"  # newest first, as ISS sent it
-    assert result.frame["tradetime"].max() == "23:50:00"
+    assert len(result.table) == 356 and not result.truncated
+    assert result.table["tradetime"][0] == "23:50:00"  # newest first, as ISS sent it
+    assert max(result.table["tradetime"]) == "23:50:00"
 
 
 def test_futoi_at_the_1000_row_cap_is_marked_truncated(iss):
     iss.route = futoi_full_answer
     with client(iss) as c:
         result = c.get_block("/iss/analyticalproducts/futoi/securities.json", {"date": DAY}, block="futoi")
-    assert len(iss.seen) == 1 and len(result.frame) == 1000 and result.truncated
+    assert len(iss.seen) == 1 and len(result.table) == 1000 and result.truncated
 
 
 def test_supercandles_page_across_the_cursor_and_upper_case_systime(iss):
@@ -136,8 +136,8 @@ def test_supercandles_page_across_the_cursor_and_upper_case_systime(iss):
         result = c.get_block(SBER_PATH, {"from": DAY, "till": DAY},
                              required_columns=("tradedate", "tradetime", "systime"))
     assert [s.params["start"] for s in iss.seen] == ["0", "1000", "2000"]
-    assert result.total == 2500 and len(result.frame) == 2500
-    assert "systime" in result.frame.columns and result.frame["systime"].notna().all()
+    assert result.total == 2500 and len(result.table) == 2500
+    assert "systime" in result.table.columns and all(v is not None for v in result.table["systime"])
 
 
 def test_apim_401_is_auth(iss):

@@ -43,10 +43,10 @@ def test_probe_rows_with_passport(sandbox):
     with make_client(sandbox) as client:
         result = client.get_block("/iss/datashop/algopack/eq/tradestats/SBER.json", {"from": DAY, "till": DAY},
                                   required_columns=("tradedate", "tradetime", "secid", "systime"))
-    frame = result.frame
+    frame = result.table
     assert len(frame) > 0 and set(frame["secid"]) == {"SBER"}
     assert set(frame["tradedate"]) == {DAY}
-    assert frame["tradetime"].max() <= "12:00:00"
+    assert max(frame["tradetime"]) <= "12:00:00"
 
 
 def test_full_market_day_pages_to_the_total(sandbox):
@@ -54,10 +54,11 @@ def test_full_market_day_pages_to_the_total(sandbox):
         result = client.get_block("/iss/datashop/algopack/eq/tradestats.json", {"date": DAY},
                                   columns=("tradetime", "secid", "systime"))
     assert result.total is not None and result.total > 1000, "expected a multi-page day"
-    assert len(result.frame) == result.total
+    assert len(result.table) == result.total
     assert result.pages == math.ceil(result.total / 1000)
-    assert list(result.frame.columns) == ["tradetime", "secid", "systime"]
-    assert not result.frame.duplicated(["tradetime", "secid"]).any()
+    assert list(result.table.columns) == ["tradetime", "secid", "systime"]
+    pairs = list(result.table.values("tradetime", "secid"))
+    assert len(set(pairs)) == len(pairs)  # no duplicated (tradetime, secid)
 
 
 def test_expired_cookie_reauthenticates(sandbox):
@@ -65,7 +66,7 @@ def test_expired_cookie_reauthenticates(sandbox):
         client.get_block("/iss/datashop/algopack/fx/obstats/CNYRUB_TOM.json", {"from": DAY, "till": DAY})
         requests.post(f"{sandbox}/sandbox/faults", json={"expire_auth": {}}, timeout=5).raise_for_status()
         result = client.get_block("/iss/datashop/algopack/fx/obstats/CNYRUB_TOM.json", {"from": DAY, "till": DAY})
-        assert len(result.frame) > 0
+        assert len(result.table) > 0
         assert client._auth_generation == 2
 
 
@@ -204,7 +205,7 @@ def test_drip_knob_fails_on_the_whole_request_deadline(clean, headers):
             client.get_block(SBER, ONE_DAY)
         assert info.value.reason == "timeout"
         assert time.monotonic() - started < 2.5  # old main: until the drip ends (many minutes)
-        assert len(client.get_block(SBER, ONE_DAY).frame) > 0  # a fresh connection, a normal answer
+        assert len(client.get_block(SBER, ONE_DAY).table) > 0  # a fresh connection, a normal answer
 
 
 def test_redirect_knob_same_host_followed_other_host_refused(clean):
@@ -214,7 +215,7 @@ def test_redirect_knob_same_host_followed_other_host_refused(clean):
         with make_client(clean) as client:
             set_fault(clean, "redirect", market="eq", dataset="tradestats",
                       location=f"/iss/datashop/algopack/eq/tradestats/SBER.json?from={DAY}&till={DAY}", count=1)
-            assert len(client.get_block(SBER, ONE_DAY).frame) > 0
+            assert len(client.get_block(SBER, ONE_DAY).table) > 0
             set_fault(clean, "redirect", market="eq", dataset="tradestats",
                       location=f"{foreign.url}/collect?token=t0ps3cret", count=1)
             with pytest.raises(IssError) as info:

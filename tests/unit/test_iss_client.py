@@ -141,8 +141,8 @@ def test_paging_with_cursor_three_pages(fake):
     assert all(s.params["from"] == "2026-11-25" for s in fake.seen)
     assert all(s.headers["cache-control"] == "no-cache" for s in fake.seen)
     assert fake.seen[0].headers["user-agent"].startswith("algopack-monitor/")
-    assert list(result.frame.columns) == ["tradedate", "tradetime", "secid", "systime"]
-    assert list(result.frame["tradetime"]) == [r[1] for r in all_rows]
+    assert list(result.table.columns) == ["tradedate", "tradetime", "secid", "systime"]
+    assert list(result.table["tradetime"]) == [r[1] for r in all_rows]
     assert (result.total, result.pages, result.status, result.truncated) == (5, 3, 200, False)
 
 
@@ -153,7 +153,7 @@ def test_answer_without_cursor_is_one_page_even_if_full(fake):
     with client_for(fake) as client:
         result = client.get_block(PATH)
     assert [s.params["start"] for s in fake.seen] == ["0"]
-    assert len(result.frame) == 3 and result.total is None and result.pages == 1
+    assert len(result.table) == 3 and result.total is None and result.pages == 1
     assert not result.truncated
 
 
@@ -164,7 +164,7 @@ def test_answer_without_cursor_at_the_1000_row_cap_is_truncated_and_logged_once(
         first = client.get_block(PATH)
         second = client.get_block(PATH)
     assert len(fake.seen) == 2  # one request per call
-    assert first.truncated and second.truncated and len(first.frame) == 1000
+    assert first.truncated and second.truncated and len(first.table) == 1000
     assert caplog.text.count("iss_answer_truncated") == 1
 
 
@@ -176,7 +176,7 @@ def test_paging_advances_by_rows_returned_not_by_pagesize(fake):
     with client_for(fake) as client:
         result = client.get_block(PATH, start=0)
     assert [s.params["start"] for s in fake.seen] == ["0", "4", "8"]
-    assert len(result.frame) == 9 and result.total == 9
+    assert len(result.table) == 9 and result.total == 9
 
 
 def test_max_pages_guard_when_server_ignores_start(fake):
@@ -184,7 +184,7 @@ def test_max_pages_guard_when_server_ignores_start(fake):
     with client_for(fake) as client:
         result = client.get_block(PATH, max_pages=4)
     assert len(fake.seen) == 4
-    assert result.truncated and result.pages == 4 and len(result.frame) == 8
+    assert result.truncated and result.pages == 4 and len(result.table) == 8
 
 
 def test_first_page_only(fake):
@@ -192,7 +192,7 @@ def test_first_page_only(fake):
     with client_for(fake) as client:
         result = client.get_block(PATH, all_pages=False, start=6)
     assert [s.params["start"] for s in fake.seen] == ["6"]
-    assert result.total == 10 and len(result.frame) == 2
+    assert result.total == 10 and len(result.table) == 2
 
 
 def test_columns_param_sent_and_frame_trimmed_even_if_ignored(fake):
@@ -200,7 +200,7 @@ def test_columns_param_sent_and_frame_trimmed_even_if_ignored(fake):
     with client_for(fake) as client:
         result = client.get_block(PATH, columns=("tradetime", "systime"), required_columns=("secid",))
     assert fake.seen[0].params["data.columns"] == "tradetime,systime,secid"
-    assert list(result.frame.columns) == ["tradetime", "systime", "secid"]
+    assert list(result.table.columns) == ["tradetime", "systime", "secid"]
 
 
 def test_other_block_name(fake):
@@ -212,7 +212,7 @@ def test_other_block_name(fake):
         result = client.get_block("/iss/analyticalproducts/futoi/securities/ri.json", block="futoi")
     assert fake.seen[0].params["iss.only"] == "futoi,futoi.cursor"
     assert [s.params["start"] for s in fake.seen] == ["0"]
-    assert list(result.frame["systime"]) == ["x", "y"]
+    assert list(result.table["systime"]) == ["x", "y"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -240,8 +240,8 @@ def test_missing_block_is_parse_error(fake):
 
 
 def test_parse_block_pure():
-    frame = parse_block(page(rows(2)), "data", ("SYSTIME",))
-    assert list(frame.columns) == ["tradedate", "tradetime", "secid", "systime"] and len(frame) == 2
+    table = parse_block(page(rows(2)), "data", ("SYSTIME",))
+    assert list(table.columns) == ["tradedate", "tradetime", "secid", "systime"] and len(table) == 2
     empty = parse_block(page([]), "data", ("systime",))
     assert empty.empty and "systime" in empty.columns
     with pytest.raises(IssError, match="row 1") as info:
@@ -278,7 +278,7 @@ def test_500_retried_then_success(fake):
     with client_for(fake) as client:
         result = client.get_block(PATH)
         snap = client.stats.snapshot()
-    assert len(fake.seen) == 2 and len(result.frame) == 1
+    assert len(fake.seen) == 2 and len(result.table) == 1
     assert snap["requests"] == {"500": 1, "200": 1}
 
 
@@ -419,7 +419,7 @@ def test_passport_expired_cookie_reauthenticates_once(fake, refusal):
         client.get_block(PATH)
         passport.expire()
         result = client.get_block(PATH)
-    assert len(result.frame) == 1
+    assert len(result.table) == 1
     assert passport.logins == 2
     assert [s.path for s in fake.seen] == ["/authenticate", PATH, PATH, "/authenticate", PATH]
     assert "MicexPassportCert=cert-2" in fake.seen[-1].headers["cookie"]
@@ -609,7 +609,7 @@ def test_throttle_backoff_without_retry_after_grows_waits_when_short_and_resets_
         deadline = time.monotonic() + 5
         while client.throttle_remaining() > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(client.get_block(PATH).frame) == 1
+        assert len(client.get_block(PATH).table) == 1
         state["throttle"] = True
         with pytest.raises(IssError):
             client.get_block(PATH)
@@ -672,7 +672,7 @@ def test_passport_refusal_episode_logs_in_once_for_the_whole_client(fake):
         refuse["on"] = False
         client.get_block(PATH)
         passport.expire()
-        assert len(client.get_block(PATH).frame) == 1
+        assert len(client.get_block(PATH).table) == 1
         assert passport.logins == 4
 
 
@@ -794,7 +794,7 @@ def test_trickling_answer_hits_the_whole_request_deadline(where):
         assert elapsed < 1.5, f"the deadline is 0.6 s, the request took {elapsed:.1f} s"
         assert client.stats.snapshot()["requests"] == {"error": 1}
         # the cut connection is not reused: the next request opens a new one and succeeds
-        assert len(client.get_block(PATH).frame) == 1
+        assert len(client.get_block(PATH).table) == 1
         assert server.connections == 2
         for _ in range(5):
             client.get_block(PATH)
@@ -824,7 +824,7 @@ def test_deadline_expiry_is_retried_like_any_timeout():
         with IssClient(IssConfig(base_url=server.url, timeout_seconds=0.4, retries=1, backoff_seconds=0.0),
                        IssStats()) as client:
             started = time.monotonic()
-            assert len(client.get_block(PATH).frame) == 1
+            assert len(client.get_block(PATH).table) == 1
             assert time.monotonic() - started < 2.0  # old main: the trickle ran its whole 12 s
             assert client.stats.snapshot()["requests"] == {"error": 1, "200": 1}
     finally:
@@ -884,7 +884,7 @@ def test_same_host_redirect_is_followed_with_credentials_and_bounded(fake):
     fake.route = route
     with passport_client(fake) as client:
         result = client.get_block(PATH)
-        assert len(result.frame) == 1
+        assert len(result.table) == 1
         assert [s.path for s in fake.seen] == ["/authenticate", PATH, moved]
         assert "MicexPassportCert=cert-1" in fake.seen[-1].headers["cookie"]
         with pytest.raises(IssError) as info:
@@ -1034,7 +1034,7 @@ def test_passport_login_same_host_redirect_is_followed_with_basic_auth(fake):
     client = client_for(fake, auth="passport", passport_url=f"{fake.url}/login-start",
                         passport_login=LOGIN, passport_password=PASSWORD)
     with client:
-        assert len(client.get_block(PATH).frame) == 1
+        assert len(client.get_block(PATH).table) == 1
     assert [s.path for s in fake.seen] == ["/login-start", "/authenticate", PATH]
     assert passport.logins == 1
 
