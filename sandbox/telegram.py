@@ -210,6 +210,7 @@ class FakeTelegram:
             self._down = False
             self._revoked: set[int] = set()           # bot ids whose token was revoked (401)
             self._requests: dict[str, int] = {}
+            self._waiting_polls = 0                   # getUpdates calls blocked in their long poll now
             self._callback_seq = itertools.count(1)
             self._cond.notify_all()
 
@@ -326,6 +327,12 @@ class FakeTelegram:
     def requests_count(self) -> dict[str, int]:
         with self._lock:
             return dict(self._requests)
+
+    def waiting_polls(self) -> int:
+        """getUpdates calls blocked in their long poll right now (a test's positive event:
+        "the bot is waiting", instead of a sleep)."""
+        with self._lock:
+            return self._waiting_polls
 
     def file_bytes(self, sha256: str) -> bytes | None:
         with self._lock:
@@ -541,7 +548,11 @@ class FakeTelegram:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
-                self._cond.wait(remaining)
+                self._waiting_polls += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting_polls -= 1
 
     def _m_sendmessage(self, bot_id: int, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         chat_id = self._chat_id(params)
@@ -684,6 +695,8 @@ class FakeTelegram:
             return 200, self.callback_answers()
         if verb == "GET" and route == "requests":
             return 200, self.requests_count()
+        if verb == "GET" and route == "waiting_polls":
+            return 200, {"waiting": self.waiting_polls()}
         if verb == "GET" and route.startswith("files/"):
             data = self.file_bytes(route[len("files/"):])
             return (200, data) if data is not None else (404, {"error": "no such file"})

@@ -15,6 +15,7 @@ from telegram.error import BadRequest, RetryAfter
 
 from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
 from sandbox.telegram import FakeTelegram
+from tests.support import wait_until
 
 TOKEN = "123456:SECRET-token-value"
 OTHER = "777:other-secret"
@@ -116,7 +117,9 @@ def test_long_poll_returns_when_update_arrives_and_offset_confirms(tg):
     thread = threading.Thread(target=poll)
     started = time.monotonic()
     thread.start()
-    time.sleep(0.3)
+    # The fake counts the long polls blocked right now: a positive event, no sleep.
+    wait_until(lambda: requests.get(f"{tg.url}/_control/waiting_polls", timeout=5).json()["waiting"] == 1, 5,
+               "getUpdates blocked in its long poll")
     assert thread.is_alive(), "getUpdates must block while there is nothing to deliver"
     requests.post(f"{tg.url}/_control/updates", timeout=5,
                   json={"text": "/calendar", "chat_id": -100123, "user_id": 42, "chat_type": "group"})
