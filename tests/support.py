@@ -10,6 +10,8 @@ live in tests/conftest.py).
   path prefix (`route(prefix, handler)`), the newest route first.
 - `rule_evaluations_after` / `wait_rule_evaluations`: positive events of a real Prometheus
   (its rule groups evaluated after a moment), to prove that an alert did *not* fire.
+- `prometheus_over(registry, workdir, rules)`: a real Prometheus scraping a prometheus_client
+  registry (the bot tests' backends); `prom_query(url, promql)`.
 """
 
 from __future__ import annotations
@@ -19,20 +21,23 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import yaml
 
 from sandbox.procs import free_port
 
 __all__ = ["ALLOW_MISSING_BINARIES", "FakeIss", "Reply", "Route", "Seen", "free_port", "js", "need_binary",
-           "rule_evaluations_after", "wait_rule_evaluations", "wait_until"]
+           "prom_query", "prometheus_over", "rule_evaluations_after", "wait_rule_evaluations", "wait_until"]
 
 # The only way to run without the external programs (prometheus, promtool, amtool,
 # docker-compose): set this to 1, and the tests that need one skip instead of failing.
@@ -184,3 +189,45 @@ def wait_rule_evaluations(prometheus_url: str, count: int = 1, timeout: float = 
         moment = time.time()
         wait_until(lambda moment=moment: rule_evaluations_after(prometheus_url, moment), timeout,
                    "a round of rule evaluations", step=0.2)
+
+
+@contextmanager
+def prometheus_over(registry, workdir: Path, rules: dict | None = None, interval: str = "1s") -> Iterator[str]:
+    """A real Prometheus (`need_binary`) scraping `registry` (a prometheus_client
+    CollectorRegistry, served on a free port) every `interval`, evaluating `rules` (a rule-file
+    mapping, optional) as often. Yields its URL; stops both on exit."""
+    from prometheus_client import start_http_server
+
+    from sandbox.procs import ManagedProcess, wait_http
+
+    binary = need_binary("prometheus")
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = free_port()
+    server, thread = start_http_server(target, addr="127.0.0.1", registry=registry)
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [{"job_name": "algopack", "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}]}
+    if rules is not None:
+        rule_file = workdir / "rules.yml"
+        rule_file.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+        config["rule_files"] = [str(rule_file)]
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    prom = ManagedProcess("prometheus", [binary, f"--config.file={workdir / 'prometheus.yml'}",
+                                         f"--storage.tsdb.path={workdir / 'data'}",
+                                         f"--web.listen-address=127.0.0.1:{port}"], workdir / "prometheus.log")
+    try:
+        wait_http(url + "/-/ready", timeout=30, proc=prom)
+        yield url
+    finally:
+        prom.stop()
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+def prom_query(url: str, promql: str) -> list[dict]:
+    """Instant query against the Prometheus at `url`: `data.result`."""
+    body = requests.get(url + "/api/v1/query", params={"query": promql}, timeout=5).json()
+    assert body.get("status") == "success", body
+    return body["data"]["result"]
