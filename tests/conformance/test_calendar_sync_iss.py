@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from exporter.calendar import load_calendar
-from exporter.calendar_sync import schedule_hours, sync_calendar
+from exporter.calendar.issreader import schedule_hours
+from exporter.calendar.sync import sync_calendar
 from exporter.config import IssConfig
 from exporter.iss import IssClient
 from tests.calendars import calendar_text

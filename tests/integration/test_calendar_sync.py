@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.calendar import MARKETS, load_calendar
-from exporter.calendar_edit import set_day, toggle_day
-from exporter.calendar_sync import SyncError, sync_calendar
+from exporter.calendar import MARKETS, load_calendar, set_day, toggle_day
+from exporter.calendar.sync import SyncError, sync_calendar
 from exporter.config import IssConfig
 from exporter.iss import IssClient
 from sandbox.procs import REPO_ROOT, ManagedProcess, free_port, wait_http

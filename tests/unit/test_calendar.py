@@ -133,11 +133,14 @@ def test_invalid_date_in_yaml_text_is_named_not_a_parser_crash():
     assert error_of(text) == "days.2026-02-30: not a valid date"
 
 
-def test_unquoted_time_is_explained():
-    # YAML 1.1 reads 10:00 as the sexagesimal number 600 (07:00 stays a string)
+def test_unquoted_time_is_a_time():
+    # The calendar is read as YAML 1.2 (one library for read and write): an unquoted 19:00
+    # is the text "19:00", never the YAML 1.1 sexagesimal number 1140.
     text = BASE.replace('fx: {sessions: [["07:00", "19:00"]]}', 'fx: {sessions: [["07:00", 19:00]]}')
-    message = error_of(text)
-    assert message.startswith("markets.fx.sessions[0][1]: must be a quoted"), message
+    fx = parse_calendar_text(text).sessions("fx", date(2026, 11, 25))
+    assert [(s.start.hour, s.end.hour) for s in fx] == [(7, 19)]
+    number = BASE.replace('fx: {sessions: [["07:00", "19:00"]]}', 'fx: {sessions: [["07:00", 1140]]}')
+    assert error_of(number).startswith('markets.fx.sessions[0][1]: must be a "HH:MM" string'), error_of(number)
 
 
 def test_yaml_syntax_error_and_empty_file():

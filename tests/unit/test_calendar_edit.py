@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.calendar import CalendarError, load_calendar
-from exporter.calendar_edit import day_info, edit_calendar, set_day, toggle_day
+from exporter.calendar import CalendarError, day_info, edit_calendar, load_calendar, set_day, toggle_day
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from exporter import calendar_edit
-from exporter.calendar import CalendarError, CalendarStore, load_calendar, parse_calendar_text
-from exporter.calendar_edit import CalendarReadOnly, apply_edit, clean_comment_text, set_day, toggle_day
+from exporter.calendar import (
+    CalendarError,
+    CalendarReadOnly,
+    CalendarStore,
+    apply_edit,
+    clean_comment_text,
+    load_calendar,
+    parse_calendar_text,
+    set_day,
+    toggle_day,
+)
+from exporter.calendar import edit as calendar_edit
 from exporter.yamlsafe import MAX_EXPANDED_NODES, check_expansion, short
 
 from ..calendars import calendar_text
@@ -266,7 +275,8 @@ def test_tempfile_module_is_the_one_patched():
 
 
 def test_calendar_sync_names_an_unreadable_or_read_only_file(tmp_path, monkeypatch):
-    from exporter.calendar_sync import IssDay, SyncError, sync_calendar
+    from exporter.calendar.issreader import IssDay
+    from exporter.calendar.sync import SyncError, sync_calendar
 
     class NoIss:  # ISS itself is replaced below: this test is about the file
         def get_block(self, *_args, **_kwargs):
@@ -274,8 +284,8 @@ def test_calendar_sync_names_an_unreadable_or_read_only_file(tmp_path, monkeypat
 
     missing = tmp_path / "missing.yml"
     holiday = IssDay(DAY, {"eq": False, "fx": False, "fo": False}, {"eq": "H", "fx": "H", "fo": "H"})
-    monkeypatch.setattr("exporter.calendar_sync.fetch_off_days", lambda *_a: {DAY: holiday})
-    monkeypatch.setattr("exporter.calendar_sync.fetch_session_hours", lambda *_a: {})
+    monkeypatch.setattr("exporter.calendar.sync.fetch_off_days", lambda *_a: {DAY: holiday})
+    monkeypatch.setattr("exporter.calendar.sync.fetch_session_hours", lambda *_a: {})
     with pytest.raises(SyncError) as info:
         sync_calendar(NoIss(), str(missing), DAY, DAY)
     assert "nothing written" in str(info.value) and "cannot read" in str(info.value)
