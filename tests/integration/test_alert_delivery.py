@@ -26,6 +26,7 @@ from deploy.stack import (
     default_virtual_start,
     demo_calendar,
 )
+from tests.support import wait_rule_evaluations, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,11 @@ def test_stop_resume_closed_session_and_exporter_down(tmp_path):
         while not stack.prom_query('algopack_session_open{market="eq"} == 1'):
             assert time.monotonic() < deadline, stack.log_tail("exporter")
             time.sleep(0.5)
-        time.sleep(3)
+        # Two rounds of rule evaluation on what Prometheus sees now: whatever fires is in
+        # Alertmanager, and an alert it does not hold is never sent.
+        wait_rule_evaluations(stack.urls["prometheus"], count=2)
+        held = {a["labels"]["alertname"] for a in stack.alerts() if a["status"]["state"] == "active"}
+        assert held - {"AlgopackWatchdog", SLO_ALERT} == set(), held
         assert alert_messages(stack) == [], "alerts before any fault"
         print(f"stack up and scraped: {time.monotonic() - started:.1f} s real")
         fx_open = stack.prom_query('algopack_session_open{market="fx"}')
@@ -126,7 +131,7 @@ def test_stop_resume_closed_session_and_exporter_down(tmp_path):
 
         # Every group that fired has sent its resolve (Alertmanager flushes it a group
         # interval later), so whatever comes after the kill is caused by the kill.
-        wait_until(lambda: all_resolved(alert_messages(stack)), timeout=30)
+        wait_until(lambda: all_resolved(alert_messages(stack)), 30, "the resolve of every fired alert", step=0.5)
 
         # 3. The exporter dies: only AlgopackExporterDown.
         before_kill = len(stack.telegram_messages(chat_id=GROUP_CHAT_ID))
@@ -138,12 +143,14 @@ def test_stop_resume_closed_session_and_exporter_down(tmp_path):
         print(f"exporter killed → AlgopackExporterDown message: {time.monotonic() - killed:.1f} s real")
         assert down["text"].startswith("🔴 <b>Экспортёр не отвечает</b>\n"
                                        "Prometheus не может получить метрики экспортёра (job algopack), адрес 127.0.0.1:")
-        time.sleep(6)   # one more group interval: nothing else follows
-        later = alert_messages(stack, since=before_kill)
-        assert [m["text"] for m in later] == [down["text"]]
+        # Nothing else follows: after two more rounds of rule evaluation Alertmanager holds
+        # only the down alert (and the watchdog), so no other message can be sent.
+        wait_rule_evaluations(stack.urls["prometheus"], count=2)
         firing_now = {a["labels"]["alertname"] for a in stack.alerts()
                       if a["status"]["state"] == "active" and a["labels"]["alertname"] != SLO_ALERT}
         assert firing_now - {"AlgopackWatchdog"} == {"AlgopackExporterDown"}   # the watchdog is never inhibited
+        later = alert_messages(stack, since=before_kill)
+        assert [m["text"] for m in later] == [down["text"]]
         assert "FX" not in "".join(m["text"] or "" for m in alert_messages(stack, slo=True))
 
 
@@ -153,10 +160,3 @@ def all_resolved(messages: list[dict]) -> bool:
     resolved = {m.group(1) for text in (r["text"] for r in messages)
                 if (m := re.match(r"✅ <b>Решено</b> · (.*?) · ", text))}
     return fired <= resolved
-
-
-def wait_until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.5)

@@ -16,10 +16,8 @@ Already covered: exporter down → only AlgopackExporterDown
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import stat
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,8 +25,9 @@ import pytest
 import requests
 
 from deploy.stack import ALERT_BOT_ID, GROUP_CHAT_ID, LocalStack
+from tests.support import need_binary, wait_rule_evaluations, wait_until
 
-from .helpers import find_secrets
+from .helpers import DATA_ALERTS, find_secrets
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -50,24 +49,14 @@ class PassportStack(LocalStack):
         return config
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def alert_texts(stack: LocalStack) -> list[str]:
     return [m["text"] or "" for m in stack.telegram_messages(chat_id=GROUP_CHAT_ID) if m["bot_id"] == ALERT_BOT_ID]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    if not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")):
-        pytest.skip("prometheus / prometheus-alertmanager not installed (make bins)")
+    need_binary("prometheus")
+    need_binary("prometheus-alertmanager")
     workdir = tmp_path_factory.mktemp("reliability-stack")
     local = PassportStack(
         workdir, clock_speed=30, components=("telegram", "iss", "exporter", "alertmanager", "prometheus"),
@@ -184,7 +173,13 @@ def test_wrong_credentials_count_auth_errors_and_poll_failing_is_on_its_way(stac
 
 def test_wrong_credentials_send_no_data_alert(stack):
     wait_until(lambda: stack.prom_query('ALERTS{alertname!="AlgopackWatchdog"}'), 30, "any alert evaluated")
-    time.sleep(4)  # group_wait 2 s: anything firing now has been sent
+    # Two more rounds of rule evaluation: whatever fires is in Alertmanager by now. An alert
+    # Alertmanager does not hold as active is never sent, so none of these messages can follow.
+    wait_rule_evaluations(stack.urls["prometheus"], count=2)
+    firing = {a["labels"]["alertname"] for a in stack.prom_alerts() if a["state"] == "firing"}
+    assert not firing & DATA_ALERTS, firing
+    held = {a["labels"]["alertname"] for a in stack.alerts() if a["status"]["state"] == "active"}
+    assert not held & DATA_ALERTS, held
     sent = [text for text in alert_texts(stack) if text.startswith("🔴")]
     assert not [text for text in sent if any(title in text for title in DATA_TITLES)], sent
 
