@@ -10,13 +10,14 @@ from prometheus_client import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from .calendar import CalendarStore
+from .calendar.syncjob import CalendarSyncCollector, CalendarSyncJob
 from .clock import Clock
 from .collector import AlgopackCollector
 from .config import split_listen_address
 from .http import ExporterHTTPServer
 from .iss import IssClient, IssStats
 from .poller import Poller
-from .scheduler import CalendarSyncJob, PollScheduler
+from .scheduler import PollScheduler
 from .state import StateStore
 from .storage import PersistentStore, StateStorage, StorageCollector
 
@@ -47,11 +48,12 @@ class ExporterApp:
         markets = sorted({market for market, _ in config.enabled_pairs()})
         self.collector = AlgopackCollector(self.store, self.calendars, clock, self.stats,
                                            config.delay_threshold_seconds, config.poll, markets,
-                                           calendar_sync=self.calendar_sync, slo_config=config.slo)
+                                           slo_config=config.slo)
         # Collectors without names (ours describes nothing: its families are dynamic) must still
         # answer `/metrics?name[]=...`: prometheus_client only filters those when told so.
         self.registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
         self.registry.register(self.collector)
+        self.registry.register(CalendarSyncCollector(self.calendar_sync, clock))
         ProcessCollector(registry=self.registry)
         if self.storage is not None:
             self.registry.register(StorageCollector(self.storage))

@@ -13,16 +13,11 @@ Sample of the exposition (one market, one endpoint shown):
     algopack_up{endpoint="tradestats",market="eq"} 1.0
     algopack_polls_total{endpoint="tradestats",market="eq"} 31.0
     algopack_poll_errors_total{endpoint="tradestats",market="eq",reason="http"} 0.0
-    algopack_calendar_sync_success_timestamp_seconds 1.76404062e+09
-    algopack_calendar_sync_last_run_successful 1.0
-    algopack_calendar_sync_age_seconds 27000.0
 
 Values that depend on "now" (session state, lag, missing intervals, hi2 expected) are
 computed here from the snapshot and the shared clock, so they are exact at scrape time.
 Unknown values are NaN (comparisons with NaN are false, so no alert fires on ignorance).
-The three calendar-sync series are always present: NaN while `calendar.sync` is off (and
-the timestamp / last-run state before the first success / run); the age counts from the
-exporter's start while no sync has succeeded yet, so a sync that never works still alerts.
+The `algopack_calendar_sync_*` series have their own collector (exporter/calendar/syncjob.py).
 """
 
 from __future__ import annotations
@@ -30,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -41,9 +35,6 @@ from .clock import Clock
 from .config import PollConfig, SloConfig
 from .iss import IssStats
 from .state import ERROR_REASONS, REJECT_REASONS, PairState, StateStore
-
-if TYPE_CHECKING:
-    from .scheduler import CalendarSyncJob
 
 NAN = math.nan
 MAX_MISSING_SERIES = 200  # per pair; a whole stopped day is ~170 buckets
@@ -56,7 +47,7 @@ def _value(value: float | None) -> float:
 class AlgopackCollector(Collector):
     def __init__(self, store: StateStore, calendars: CalendarStore, clock: Clock, stats: IssStats,
                  delay_threshold_seconds: float, poll: PollConfig, markets: Iterable[str],
-                 calendar_sync: CalendarSyncJob | None = None, slo_config: SloConfig | None = None):
+                 slo_config: SloConfig | None = None):
         self.store = store
         self.calendars = calendars
         self.clock = clock
@@ -65,7 +56,6 @@ class AlgopackCollector(Collector):
         self.publish_grace_seconds = float(poll.publish_grace_seconds)
         self.missing_window_seconds = float(poll.missing_window_seconds)
         self.markets = tuple(markets)
-        self.calendar_sync = calendar_sync
         self.slo_config = slo_config or SloConfig()
 
     def describe(self):
@@ -81,7 +71,6 @@ class AlgopackCollector(Collector):
         yield from self._pair_families(calendar, now, now_ts, snapshot.pairs.values())
         yield from self._health_families(snapshot.pairs.values())
         yield from self._slo_families(snapshot.pairs.values())
-        yield from self._calendar_sync_families(now_ts)
 
     # ---- per market ------------------------------------------------------------------
 
@@ -294,24 +283,3 @@ class AlgopackCollector(Collector):
             delay.add_metric(key, state.bucket_delay.cumulative(), state.bucket_delay.sum)
             target.add_metric(key, self.slo_config.target(state.market, state.endpoint))
         yield from (buckets, delay, target)
-
-    # ---- calendar sync -----------------------------------------------------------------
-
-    def _calendar_sync_families(self, now_ts: float):
-        job = self.calendar_sync
-        success = GaugeMetricFamily("algopack_calendar_sync_success_timestamp_seconds",
-                                    "Last successful merge of the ISS calendar into calendar.yml")
-        last_ok = GaugeMetricFamily("algopack_calendar_sync_last_run_successful",
-                                    "1 if the last calendar sync succeeded, 0 if it failed")
-        age = GaugeMetricFamily("algopack_calendar_sync_age_seconds",
-                                "Seconds since the last successful calendar sync (exporter clock; since start "
-                                "while none succeeded); NaN when calendar.sync is off")
-        if job is None:
-            for family in (success, last_ok, age):
-                family.add_metric([], NAN)
-        else:
-            success.add_metric([], _value(job.last_success_ts))
-            ran = job.last_run_successful
-            last_ok.add_metric([], NAN if ran is None else (1.0 if ran else 0.0))
-            age.add_metric([], job.age_seconds(now_ts))
-        yield from (success, last_ok, age)

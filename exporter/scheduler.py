@@ -33,8 +33,7 @@ import logging
 import threading
 import time as _time
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -42,9 +41,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from .calendar_sync import SyncError, SyncResult, sync_calendar
 from .clock import MSK, Clock
-from .config import CalendarSyncConfig
 from .poller import Poller
 
 log = logging.getLogger("exporter.scheduler")
@@ -153,8 +150,9 @@ class PollScheduler:
         log.info("scheduler started jobs=%d polls_now=%d workers=%d", len(plan), len(self.startup_pairs),
                  self.workers)
 
-    def add_calendar_sync(self, job: CalendarSyncJob) -> None:
-        """Run `job` once now, then on its own plan (daily, sooner after a failure)."""
+    def add_calendar_sync(self, job) -> None:
+        """Run `job` (exporter.calendar.syncjob.CalendarSyncJob: `run()`, `planned_next(now)`)
+        once now, then on its own plan (daily, sooner after a failure)."""
 
         def run() -> None:
             job.run()
@@ -276,72 +274,3 @@ class PollScheduler:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
-
-class CalendarSyncJob:
-    """The exporter's daily merge of the ISS calendar into calendar.yml.
-
-    A failure (ISS down, an HTML or malformed answer, a merge that would not validate)
-    changes nothing: the file stays, `last_success_ts` keeps its value, and the next try
-    comes `retry_minutes` later instead of a day later.
-    """
-
-    def __init__(self, settings: CalendarSyncConfig, calendar_path: str | Path, client, clock: Clock):
-        self.settings = settings
-        self.calendar_path = str(calendar_path)
-        self.client = client
-        self.clock = clock
-        self.started_ts = clock.now().timestamp()
-        self.last_success_ts: float | None = None
-        self.last_run_successful: bool | None = None
-        self.last_result: SyncResult | None = None
-        self.last_error: str | None = None
-        self._retry_at: datetime | None = None
-        self._lock = threading.Lock()
-        hours, minutes = (int(part) for part in settings.time.split(":"))
-        self.daily_at = time(hours, minutes)
-
-    def sync_range(self, today: date) -> tuple[date, date]:
-        return today, today + timedelta(days=self.settings.days_ahead)
-
-    def planned_next(self, now: datetime) -> datetime:
-        """The next daily run strictly after `now`, or the retry after a failure if sooner."""
-        now = now.astimezone(MSK)
-        daily = datetime.combine(now.date(), self.daily_at, MSK)
-        if daily <= now:
-            daily = datetime.combine(now.date() + timedelta(days=1), self.daily_at, MSK)
-        # Strictly after `now`: APScheduler asks again until the answer is in the future, so
-        # a past retry moment (the retry that is running now) must not be returned.
-        retry = self._retry_at
-        if retry is not None and now < retry < daily:
-            return retry
-        return daily
-
-    def age_seconds(self, now_ts: float) -> float:
-        """Seconds since the last success; since exporter start while none succeeded yet."""
-        return max(0.0, now_ts - (self.last_success_ts if self.last_success_ts is not None else self.started_ts))
-
-    def run(self) -> bool:
-        with self._lock:
-            now = self.clock.now()
-            date_from, date_till = self.sync_range(now.date())
-            try:
-                result = sync_calendar(self.client, self.calendar_path, date_from, date_till)
-            except SyncError as exc:
-                return self._failed(now, str(exc))
-            except Exception as exc:  # a bug or an I/O error must not kill the job
-                log.exception("calendar sync crashed")
-                return self._failed(now, repr(exc))
-            self.last_success_ts = self.clock.now().timestamp()
-            self.last_run_successful = True
-            self.last_result, self.last_error, self._retry_at = result, None, None
-            log.info("event=calendar_sync_ok from=%s till=%s added=%d updated=%d kept_manual=%d", date_from,
-                     date_till, result.added, result.updated, result.kept_manual)
-            return True
-
-    def _failed(self, now: datetime, error: str) -> bool:
-        self.last_run_successful = False
-        self.last_error = error
-        self._retry_at = now + timedelta(minutes=self.settings.retry_minutes)
-        log.warning("event=calendar_sync_failed error=%r retry_at=%s", error,
-                    self._retry_at.isoformat(timespec="seconds"))
-        return False
