@@ -81,6 +81,10 @@ class PairState:
     prev_day: date | None = None
     prev_day_max: int | None = None
     prev_day_counts: Mapping[str, int] | None = None
+    # What this exporter itself saw (exporter/daily.py): day ISO -> {tradetime: distinct
+    # secids} from the `latest=1` read after each bucket; today's, and the last completely
+    # observed days, which become `prev_day_counts` with no download.
+    observed_counts: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
     # hi2: presence for `day`.
     hi2_present: bool = False
     # Feed SLO (exporter/slo.py): earliest accepted SYSTIME per probe bucket of `day`, the

@@ -19,7 +19,7 @@ from typing import Any
 class Table:
     """Rows of one block in the order ISS sent them; `columns` are unique and lower-case."""
 
-    __slots__ = ("_index", "columns", "rows")
+    __slots__ = ("__weakref__", "_index", "columns", "rows")
 
     def __init__(self, columns: Iterable[str], rows: list[Sequence[Any]] | None = None):
         self.columns: tuple[str, ...] = tuple(columns)
