@@ -30,7 +30,7 @@ EXPECTED_ALERTS = {
 WATCHDOG = "AlgopackWatchdog"
 DATA_ALERTS = {"AlgopackMissingIntervals", "AlgopackDataDelayed", "AlgopackObstatsSecidsDropped"}
 
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make bins)")
+pytestmark = pytest.mark.needs_binary("promtool")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
