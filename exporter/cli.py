@@ -16,6 +16,7 @@ import sys
 
 from prometheus_client import generate_latest
 
+from .calendar import sync_cli as calendar_sync
 from .clock import clock_from_env
 
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
@@ -54,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "empty: keep nothing); not used by --once")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (default: serve)")
     sync = commands.add_parser("calendar-sync", help="merge the MOEX ISS trading calendar into calendar.yml",
-                               description="Merge the MOEX ISS trading calendar into calendar.yml.")
-    _add_calendar_sync_arguments(sync)
+                               description=calendar_sync.DESCRIPTION)
+    calendar_sync.add_arguments(sync)
     add_global_flags(sync, suppress=True)
     jobs = commands.add_parser("jobs", help="list the scheduled jobs of a running exporter",
                                description="List the scheduled jobs of a running exporter.")
@@ -93,14 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level or DEFAULT_LOG_LEVEL[args.command])
     if args.command == "jobs":
         return _jobs(args)
-    if args.command == "calendar-sync":
-        return _calendar_sync(args)
     config = load_or_exit(args.config_file)
     try:
         clock = clock_from_env(args.clock)
     except ValueError as exc:
         print(f"clock error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "calendar-sync":
+        return calendar_sync.run(args, config, clock)
     return _serve(args, config, clock)
 
 
@@ -160,27 +161,3 @@ def _jobs(args: argparse.Namespace) -> int:
     sys.stdout.write(response.text)
     return 0
 
-
-# ---- calendar-sync: interim bridge until the calendar package's command-line part lands ----
-
-
-def _add_calendar_sync_arguments(parser: argparse.ArgumentParser) -> None:
-    from datetime import date
-
-    parser.add_argument("--from", dest="date_from", type=date.fromisoformat, default=None,
-                        help="first day (YYYY-MM-DD); default: 1 January of the current year")
-    parser.add_argument("--till", dest="date_till", type=date.fromisoformat, default=None,
-                        help="last day (YYYY-MM-DD); default: 31 December of the --from year")
-    parser.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
-
-
-def _calendar_sync(args: argparse.Namespace) -> int:
-    from .calendar_sync import main_calendar_sync
-
-    argv = [f"--log.level={args.log_level or DEFAULT_LOG_LEVEL[args.command]}"]
-    argv += [f"--config.file={args.config_file}"] if args.config_file is not None else []
-    argv += [f"--clock={args.clock}"] if args.clock is not None else []
-    argv += [f"--from={args.date_from}"] if args.date_from is not None else []
-    argv += [f"--till={args.date_till}"] if args.date_till is not None else []
-    argv += ["--dry-run"] if args.dry_run else []
-    return main_calendar_sync(argv)
