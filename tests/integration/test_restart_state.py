@@ -1,0 +1,147 @@
+"""A real exporter process restarted mid-session with its persisted state (--storage.path).
+
+One LocalStack (sandbox ISS, the exporter process, real Prometheus with the shipped rules) on
+a x30 clock inside every market's session. The exporter is stopped cleanly (SIGTERM) and
+later killed (SIGKILL), and started again each time on the same port with the same default
+`--storage.path` (`data/` beside its config). Measured from the sandbox's own counters: ISS
+requests and bytes from the stop to the new process's `/-/ready` (issue 16 target: ≤ 15
+requests, ≤ 200 KB; the first start, which reads the previous day, is printed beside it).
+Asserted: the state is loaded; no bucket is judged twice (per pair, the SLO counters of the
+day equal the buckets judged that day, in the state file and in the exposition); the SLO
+counters never go down across a restart; no data alert or AlgopackPollFailing in any state.
+Then a corrupt state file: the process starts, warns once, polls, and writes a good state.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+
+import pytest
+
+from deploy.stack import LocalStack
+from exporter.storage import FILE_NAME
+from tests.reliability.helpers import data_alerts, pair_samples, parse_exposition, wait_for
+
+pytestmark = pytest.mark.integration
+
+SPEED = 30.0
+TARGET_REQUESTS = 15
+TARGET_BYTES = 200_000
+
+
+def _iss_total(stack: LocalStack) -> dict:
+    stats = stack._get("iss", "/sandbox/stats")
+    routes = {(r["kind"], r["market"], r["dataset"]): (r["requests"], r["bytes"]) for r in stats["routes"]}
+    return {"requests": stats["total"]["requests"], "bytes": stats["total"]["bytes"], "routes": routes}
+
+
+def _cost(after: dict, before: dict) -> dict:
+    routes = {}
+    for key, (requests, size) in after["routes"].items():
+        was = before["routes"].get(key, (0, 0))
+        if requests - was[0]:
+            routes["/".join(str(part) for part in key)] = (requests - was[0], size - was[1])
+    return {"requests": after["requests"] - before["requests"], "bytes": after["bytes"] - before["bytes"],
+            "routes": routes}
+
+
+def _judged_totals(stack: LocalStack) -> dict[tuple[str, str], float]:
+    metrics = parse_exposition(stack.exporter_metrics())
+    totals: dict[tuple[str, str], float] = {}
+    for outcome in ("on_time", "late", "missing"):
+        for pair, value in pair_samples(metrics, "algopack_buckets_total", outcome=outcome).items():
+            totals[pair] = totals.get(pair, 0.0) + value
+    return totals
+
+
+def _state_doc(stack: LocalStack) -> dict:
+    return json.loads((stack.workdir / "data" / FILE_NAME).read_text())
+
+
+def _each_bucket_judged_once(doc: dict) -> dict[str, tuple[int, int]]:
+    """(counted verdicts, judged buckets) per pair of the saved state; one lineage of one day."""
+    out = {}
+    for (market, endpoint), state in doc["snapshot"]["pairs"]:
+        if endpoint != "hi2":
+            out[f"{market}/{endpoint}"] = (sum(state["buckets_total"].values()), len(state["judged"]))
+    return out
+
+
+def _restart(stack: LocalStack, signum: int) -> tuple[dict, float]:
+    before = _iss_total(stack)
+    proc = stack.procs.pop("exporter")
+    stopped_at = time.monotonic()
+    proc.signal(signum)
+    code = proc.popen.wait(timeout=15)
+    assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL), code
+    proc.stop()
+    stack._start_exporter()                  # same port, same config and data/, waits for /-/ready
+    return _cost(_iss_total(stack), before), time.monotonic() - stopped_at
+
+
+def test_restart_with_state_costs_few_requests_and_judges_no_bucket_twice(tmp_path):
+    if not shutil.which("prometheus"):
+        pytest.skip("prometheus not installed (make bins)")
+    with LocalStack(tmp_path / "stack", clock_speed=SPEED, components=("iss", "exporter", "prometheus"),
+                    delay_threshold_seconds=600) as stack:
+        first_start = _iss_total(stack)       # the first start: previous-day reads, probe choice, the day so far
+        t0 = time.monotonic()
+        state_file = stack.workdir / "data" / FILE_NAME
+        wait_for(state_file.exists, 30, "the first state write")
+        wait_for(lambda: min(_judged_totals(stack).values(), default=0) >= 2, 90, "two judged buckets per pair")
+        costs = {}
+        for name, signum in (("SIGTERM", signal.SIGTERM), ("SIGKILL", signal.SIGKILL)):
+            judged_before = _judged_totals(stack)
+            cost, seconds = _restart(stack, signum)
+            costs[name] = (cost, seconds)
+            metrics = parse_exposition(stack.exporter_metrics())
+            assert metrics[("algopack_state_loaded", ())] == 1.0, name
+            judged_after = _judged_totals(stack)
+            for pair, value in judged_before.items():
+                assert judged_after[pair] >= value, (name, pair, value, judged_after[pair])   # never a reset
+            assert cost["requests"] <= TARGET_REQUESTS and cost["bytes"] <= TARGET_BYTES, (name, cost)
+            assert not {route for route in cost["routes"] if route.startswith("day/")}, (name, cost)  # no day download
+            # More buckets come and are judged by the new process.
+            wait_for(lambda before=judged_after: sum(_judged_totals(stack).values()) > sum(before.values()) + 4,
+                     60, f"verdicts after the {name} restart")
+        stack.stop_component("exporter")      # a clean stop writes the last state
+        once = _each_bucket_judged_once(_state_doc(stack))
+        assert once and all(counted == judged for counted, judged in once.values()), once
+        assert all(judged >= 4 for _, judged in once.values()), once
+
+        # A corrupt state file: the process starts, warns once, works, and saves a good state.
+        state_file.write_bytes(b'{"format": "algopack-exporter-state", "version": 1, "snapsh')
+        log_path = stack.workdir / "logs" / "exporter.log"
+        log_before = log_path.read_text(errors="replace")
+        corrupt_before = _iss_total(stack)
+        stack.restart_component("exporter")
+        corrupt_cost = _cost(_iss_total(stack), corrupt_before)
+        metrics = parse_exposition(stack.exporter_metrics())
+        assert metrics[("algopack_state_loaded", ())] == 0.0
+        assert all(v == 1.0 for v in pair_samples(metrics, "algopack_up").values() if v == v)
+        new_log = log_path.read_text(errors="replace")[len(log_before):]
+        ignored = [line for line in new_log.splitlines() if "state ignored" in line]
+        assert len(ignored) == 1 and "level=WARNING" in ignored[0] and "Traceback" not in new_log, new_log[-2000:]
+        wait_for(lambda: _state_doc(stack).get("format") == "algopack-exporter-state", 30, "a good state again")
+        storm = time.monotonic() - t0
+        wait_for(lambda: stack.prom_query('algopack_up{endpoint!="hi2"} == 1'), 30, "scrapes after the restarts")
+        alerts = set()
+        for item in stack.prom_query(f"max_over_time(ALERTS[{int(storm) + 10}s])"):
+            labels = item["metric"]
+            alerts.add((labels["alertname"], labels["alertstate"], labels.get("market", ""),
+                        labels.get("endpoint", "")))
+
+    def fmt(cost):
+        return f"{cost['requests']} requests, {cost['bytes'] / 1000:.1f} KB"
+
+    print(f"\nfirst start (no state): {fmt(first_start)}; by route: "
+          f"{ {'/'.join(map(str, k)): v for k, v in first_start['routes'].items()} }")
+    for name, (cost, seconds) in costs.items():
+        print(f"restart after {name} with state: {fmt(cost)}, stop->ready {seconds:.1f}s; by route: {cost['routes']}")
+    print(f"restart with a corrupt state file (starts fresh): {fmt(corrupt_cost)}")
+    print(f"verdicts == judged buckets per pair: {once}")
+    assert not data_alerts(alerts) + [a for a in alerts if a[0] == "AlgopackPollFailing"], alerts
+    assert ("AlgopackExporterDown", "firing", "", "") not in alerts, alerts
