@@ -19,8 +19,15 @@ from bot.context import BotContext, BotState
 from bot.handlers.calendar_file import calendar_or_problem, calendar_problem
 from bot.handlers.calendar_sync import calendar_sync
 from bot.handlers.common import actor_name, edit, user_id
-from exporter.calendar import MARKETS, Calendar, CalendarError
-from exporter.calendar_edit import CalendarReadOnly, toggle_day
+from exporter.calendar import (
+    Calendar,
+    CalendarError,
+    CalendarReadOnly,
+    DayView,
+    day_view,
+    month_days,
+    toggle_day,
+)
 
 log = logging.getLogger("bot")
 
@@ -38,45 +45,36 @@ def fmt_day(day: date) -> str:
     return f"{day:%d.%m.%Y} ({texts.WEEKDAYS[day.weekday()]})"
 
 
-def is_special(cal: Calendar, day: date) -> bool:
-    """A working day whose override restricts markets or sets its own sessions."""
-    entry = cal.override(day)
-    return entry is not None and entry.status == "working" and entry.markets is not None
-
-
-def day_mark(cal: Calendar, day: date, today: date) -> str:
-    if cal.day_status(day) != "working":
+def day_mark(day: date, working: bool, special: bool, today: date) -> str:
+    if not working:
         label = f"🔴{day.day}"
-    elif is_special(cal, day):
+    elif special:
         label = f"🟡{day.day}"
     else:
         label = str(day.day)
     return f"[{label}]" if day == today else label
 
 
-def _sessions_text(cal: Calendar, day: date) -> str:
-    parts = []
-    for market in MARKETS:
-        sessions = cal.sessions(market, day)
-        if sessions:
-            spans = ", ".join(f"{s.start:%H:%M}–{s.end:%H:%M}" for s in sessions)
-            parts.append(f"{market.upper()} {spans}")
-    return "; ".join(parts)
+def _sessions_text(view: DayView) -> str:
+    return "; ".join(f"{market.upper()} {', '.join(f'{start}–{end}' for start, end in hours)}"
+                     for market, hours in view.sessions.items() if hours)
+
+
+def render_day(view: DayView) -> str:
+    """One line about a day: status, custom sessions, where the status comes from."""
+    detail = ""
+    if view.special:
+        detail = texts.CAL_SESSIONS.format(sessions=texts.CAL_ONLY_MARKETS.format(
+            markets=texts.esc(_sessions_text(view))))
+    source = texts.SOURCE.get(view.source, view.source)
+    if view.reason:
+        source = f"{source} · {texts.esc(view.reason)}"
+    return texts.CAL_DAY_LINE.format(day=fmt_day(view.day), status=texts.STATUS[view.status], detail=detail,
+                                     source=source)
 
 
 def day_line(cal: Calendar, day: date) -> str:
-    """One line about a day: status, custom sessions, where the status comes from."""
-    status = cal.day_status(day)
-    detail = ""
-    if is_special(cal, day):
-        detail = texts.CAL_SESSIONS.format(sessions=texts.CAL_ONLY_MARKETS.format(
-            markets=texts.esc(_sessions_text(cal, day))))
-    source = texts.SOURCE.get(cal.day_source(day), cal.day_source(day))
-    entry = cal.override(day)
-    if entry is not None and entry.reason:
-        source = f"{source} · {texts.esc(entry.reason)}"
-    return texts.CAL_DAY_LINE.format(day=fmt_day(day), status=texts.STATUS[status], detail=detail,
-                                     source=source)
+    return render_day(day_view(cal, day))
 
 
 def render_years(today: date) -> Rendered:
@@ -101,10 +99,18 @@ def render_months(year: int, today: date) -> Rendered:
 
 def render_month(cal: Calendar, year: int, month: int, today: date, note: str | None = None) -> Rendered:
     """Day grid of one month; `note` (e.g. who changed what) goes on top."""
+    entries = {view.day: view for view in month_days(cal, year, month)}   # the days with an entry
+
+    def mark(day: date) -> str:
+        view = entries.get(day)
+        if view is not None:
+            return day_mark(day, view.working, view.special, today)
+        return day_mark(day, cal.day_status(day) == "working", False, today)
+
     rows: list[list[InlineKeyboardButton]] = [[_button(name, callbacks.noop()) for name in texts.WEEKDAYS]]
     for week in stdcal.Calendar(firstweekday=0).monthdatescalendar(year, month):
         rows.append([_button(" ", callbacks.noop()) if day.month != month
-                     else _button(day_mark(cal, day, today), callbacks.toggle(day)) for day in week])
+                     else _button(mark(day), callbacks.toggle(day)) for day in week])
     years = callbacks.year_range(today)
     prev_year, prev_month = (year, month - 1) if month > 1 else (year - 1, 12)
     next_year, next_month = (year, month + 1) if month < 12 else (year + 1, 1)
@@ -120,10 +126,9 @@ def render_month(cal: Calendar, year: int, month: int, today: date, note: str | 
     if note:
         lines += [note, ""]
     lines += [texts.CAL_MONTH_TITLE.format(month=texts.MONTHS[month - 1], year=year), texts.CAL_LEGEND, ""]
-    special = sorted(day for day in cal.days if (day.year, day.month) == (year, month))
-    if special:
+    if entries:
         lines.append(texts.CAL_SPECIAL_HEADER)
-        lines += [day_line(cal, day) for day in special]
+        lines += [render_day(view) for view in entries.values()]
     else:
         lines.append(texts.CAL_NO_SPECIAL)
     return "\n".join(lines), InlineKeyboardMarkup(rows)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from bot import texts
 from bot.context import BotState
-from exporter.calendar import Calendar, CalendarError
-from exporter.calendar_edit import CalendarReadOnly
+from exporter.calendar import Calendar, CalendarError, CalendarReadOnly
 
 log = logging.getLogger("bot")
 

@@ -14,8 +14,8 @@ from bot import texts
 from bot.context import BotContext, BotState
 from bot.handlers.calendar_file import calendar_problem
 from bot.handlers.common import actor_name, truncate_lines, user_id
-from exporter.calendar_edit import CalendarReadOnly
-from exporter.calendar_sync import SyncError, SyncResult, sync_calendar
+from exporter.calendar import CalendarReadOnly
+from exporter.calendar.sync import SyncError, SyncResult, sync_calendar
 from exporter.iss import IssClient
 
 log = logging.getLogger("bot")

@@ -63,7 +63,7 @@ from bot.handlers.report import (
 )
 from bot.handlers.slo import first_working_day, previous_month, send_slo
 from bot.ops import OpsError, Prometheus
-from exporter.calendar import MARKETS
+from exporter.calendar import MARKETS, trading_markets
 from exporter.clock import MSK, Clock
 
 log = logging.getLogger("bot")
@@ -261,7 +261,7 @@ async def cmd_digest(update: Update, context: BotContext) -> None:
     if cal is None:
         await update.effective_message.reply_text(texts.esc(problem))
         return
-    working = [m for m in state.markets if cal.is_working_day(day, m)]
+    working = trading_markets(cal, day, state.markets)
     await context.bot.send_chat_action(update.effective_chat.id, ChatAction.UPLOAD_PHOTO)
     await send_digest(context.bot, state, update.effective_chat.id,
                       digest_markets(requested, working, state.markets), day)
@@ -287,7 +287,7 @@ async def _daily_report(bot: Any, state: BotState) -> None:
     state.last_report_day = now.date()
     state.last_report_check = state.daily_checks
     cal = await asyncio.to_thread(state.calendar)
-    markets = [m for m in state.markets if cal.is_working_day(now.date(), m)]
+    markets = trading_markets(cal, now.date(), state.markets)
     log.info("event=daily_report day=%s markets=%s", now.date(), ",".join(markets) or "-")
     if markets:
         await send_digest(bot, state, state.report_chat_id, markets, now.date())

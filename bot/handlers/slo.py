@@ -31,7 +31,7 @@ from bot import texts
 from bot.context import BotContext, BotState
 from bot.handlers.common import LIMIT, fit_lines
 from bot.ops import OpsError, Prometheus
-from exporter.calendar import MARKETS
+from exporter.calendar import MARKETS, Calendar, trading_markets
 from exporter.clock import MSK, Clock
 
 log = logging.getLogger("bot")
@@ -89,10 +89,10 @@ def previous_month(day: date) -> tuple[int, int]:
     return (day.year - 1, 12) if day.month == 1 else (day.year, day.month - 1)
 
 
-def first_working_day(calendar, day: date, markets: list[str]) -> bool:
+def first_working_day(calendar: Calendar, day: date, markets: list[str]) -> bool:
     """`day` is a working day of some market and no earlier day of its month is."""
     def working(d: date) -> bool:
-        return any(calendar.is_working_day(d, m) for m in markets)
+        return bool(trading_markets(calendar, d, markets))
     return working(day) and not any(working(day.replace(day=n)) for n in range(1, day.day))
 
 

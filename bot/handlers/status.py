@@ -15,7 +15,7 @@ from bot.handlers.alerts import alert_line
 from bot.handlers.calendar_file import calendar_or_problem
 from bot.handlers.common import fmt_duration, fmt_moment, truncate_lines
 from bot.ops import Alert, OpsError, Sample
-from exporter.calendar import Calendar
+from exporter.calendar import Calendar, market_now
 from exporter.clock import MSK
 
 LAG_QUERY = "algopack_lag_seconds"
@@ -27,10 +27,10 @@ def _series_map(samples: list[Sample]) -> dict[tuple[str, str], float]:
 
 
 def _market_head(cal: Calendar, market: str, now: datetime) -> str:
-    session = cal.current_session(market, now)
-    if session is not None:
-        return texts.STATUS_IN_SESSION.format(end=f"{session.end:%H:%M}")
-    upcoming = cal.next_session_start(market, now)
+    state = market_now(cal, market, now)
+    if state.session is not None:
+        return texts.STATUS_IN_SESSION.format(end=f"{state.session.end:%H:%M}")
+    upcoming = state.next_start
     return texts.STATUS_OUT_OF_SESSION + ", " + (
         texts.STATUS_NEXT.format(start=fmt_moment(upcoming, now)) if upcoming else texts.STATUS_NO_NEXT)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import subprocess
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Gauge
 from telegram import Update
 
 from bot import callbacks, commands, texts
@@ -29,6 +28,7 @@ from exporter.config import load_config
 from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
 from sandbox.telegram import FakeTelegram
 from tests.calendars import calendar_text
+from tests.support import need_binary, prom_query, prometheus_over, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +48,6 @@ days:
     source: iss
     reason: "weekend session"
 """
-
-
-def _which(name: str) -> bool:
-    return subprocess.run(["which", name], capture_output=True).returncode == 0
 
 
 class BotRunner:
@@ -117,8 +113,6 @@ ENV = {"TELEGRAM_BOT_TOKEN_BOT": TOKEN, "TELEGRAM_GROUP_CHATID": str(GROUP)}
 
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory):
-    if not (_which("prometheus") and _which("prometheus-alertmanager")):
-        pytest.skip("prometheus / prometheus-alertmanager binaries not installed (make bins)")
     tmp = tmp_path_factory.mktemp("bot-backends")
     # a real scrape target with a few algopack_* series (eq only: fx/fo must render "нет данных")
     registry = CollectorRegistry()
@@ -133,45 +127,22 @@ def backends(tmp_path_factory):
     for endpoint, value in (("tradestats", 41), ("orderstats", 12)):
         delay.labels("eq", endpoint).set(value)
         tradetime.labels("eq", endpoint).set(now - 300)
-    target_port = free_port()
-    server, server_thread = start_http_server(target_port, addr="127.0.0.1", registry=registry)
-
-    prom_port, am_port = free_port(), free_port()
-    prom_cfg = tmp / "prometheus.yml"
-    prom_cfg.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "algopack", "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
-    }), encoding="utf-8")
+    am_port = free_port()
     am_cfg = tmp / "alertmanager.yml"
     am_cfg.write_text(yaml.safe_dump({
         "route": {"receiver": "nowhere", "group_by": ["alertname", "market"]},
         "receivers": [{"name": "nowhere", "webhook_configs": [{"url": "http://127.0.0.1:9/hook"}]}],
     }), encoding="utf-8")
-    prom = ManagedProcess("prometheus", ["prometheus", f"--config.file={prom_cfg}",
-                                         f"--storage.tsdb.path={tmp / 'prom-data'}",
-                                         f"--web.listen-address=127.0.0.1:{prom_port}"], tmp / "prometheus.log")
-    am = ManagedProcess("alertmanager", ["prometheus-alertmanager", f"--config.file={am_cfg}",
-                                         f"--storage.path={tmp / 'am-data'}", "--cluster.listen-address=",
-                                         f"--web.listen-address=127.0.0.1:{am_port}"], tmp / "alertmanager.log")
-    prom_url, am_url = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}"
-    try:
-        wait_http(prom_url + "/-/ready", timeout=30, proc=prom)
+    am_url = f"http://127.0.0.1:{am_port}"
+    with prometheus_over(registry, tmp / "prometheus") as prom_url, \
+            ManagedProcess("alertmanager", [need_binary("prometheus-alertmanager"), f"--config.file={am_cfg}",
+                                            f"--storage.path={tmp / 'am-data'}", "--cluster.listen-address=",
+                                            f"--web.listen-address=127.0.0.1:{am_port}"],
+                           tmp / "alertmanager.log") as am:
         wait_http(am_url + "/-/ready", timeout=30, proc=am)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            result = requests.get(prom_url + "/api/v1/query", params={"query": "algopack_publish_delay_seconds"},
-                                  timeout=5).json()["data"]["result"]
-            if len(result) == 2:
-                break
-            time.sleep(0.3)
-        else:
-            raise TimeoutError("Prometheus did not scrape the test target")
+        wait_until(lambda: len(prom_query(prom_url, "algopack_publish_delay_seconds")) == 2, 20,
+                   "Prometheus scraping the test target", step=0.3)
         yield {"prometheus": prom_url, "alertmanager": am_url}
-    finally:
-        am.stop()
-        prom.stop()
-        server.shutdown()
-        server_thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")

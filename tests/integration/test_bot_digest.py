@@ -19,14 +19,15 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Gauge
 
 from bot.app import build_application
 from exporter.clock import MSK, FastClock, SystemClock
 from exporter.config import load_config
-from sandbox.procs import ManagedProcess, free_port, wait_http
+from sandbox.procs import free_port
 from sandbox.telegram import FakeTelegram
-from tests.integration.test_bot import ALLOWED_USER, BOT_ID, ENV, GROUP, BotRunner, _which, ask
+from tests.integration.test_bot import ALLOWED_USER, BOT_ID, ENV, GROUP, BotRunner, ask
+from tests.support import prometheus_over, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +50,7 @@ def _query(prom_url: str, promql: str) -> list[dict]:
 
 
 def _wait(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(what)
+    wait_until(predicate, timeout, what, step=0.2)
 
 
 def wait_next_daily_check(runner, timeout: float = 30.0) -> None:
@@ -70,8 +66,6 @@ def _firing(prom_url: str, market: str, endpoint: str) -> bool:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    if not _which("prometheus"):
-        pytest.skip("prometheus binary not installed (make bins)")
     tmp = tmp_path_factory.mktemp("digest-prom")
     registry = CollectorRegistry()
     labels = ["market", "endpoint"]
@@ -89,23 +83,7 @@ def prometheus(tmp_path_factory):
     missing.labels("fo", "obstats").set(1)
     hi2.labels("eq").set(1)
     hi2.labels("fx").set(0)                        # fo: no hi2 series at all
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-
-    rules = tmp / "rules.yml"
-    rules.write_text(yaml.safe_dump(RULES), encoding="utf-8")
-    cfg = tmp / "prometheus.yml"
-    cfg.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": "algopack", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
-    }), encoding="utf-8")
-    prom_port = free_port()
-    prom = ManagedProcess("prometheus", ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'data'}",
-                                         f"--web.listen-address=127.0.0.1:{prom_port}"], tmp / "prometheus.log")
-    url = f"http://127.0.0.1:{prom_port}"
-    try:
-        wait_http(url + "/-/ready", timeout=30, proc=prom)
+    with prometheus_over(registry, tmp, RULES) as url:
         _wait(lambda: _firing(url, "eq", "tradestats") and _firing(url, "fo", "obstats"), "first alerts")
         missing.labels("eq", "tradestats").set(0)              # eq tradestats recovers: resolved
         delay.labels("eq", "tradestats").set(5)                 # a new bucket, published faster
@@ -114,10 +92,6 @@ def prometheus(tmp_path_factory):
         missing.labels("eq", "tradestats").set(3)               # and breaks again: a second episode
         _wait(lambda: _firing(url, "eq", "tradestats"), "second eq tradestats alert")
         yield url
-    finally:
-        prom.stop()
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 def _config(tmp: Path, prom_url: str, tg_url: str, report_time: str | None = None):

@@ -14,15 +14,15 @@ from datetime import datetime
 
 import pytest
 import requests
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bot.app import build_application
 from exporter import slo
 from exporter.clock import MSK, FastClock, SystemClock
-from sandbox.procs import ManagedProcess, free_port, wait_http
 from sandbox.telegram import FakeTelegram
-from tests.integration.test_bot import ALLOWED_USER, GROUP, BotRunner, _which, ask
+from tests.integration.test_bot import ALLOWED_USER, GROUP, BotRunner, ask
 from tests.integration.test_bot_digest import _config, _wait, wait_next_daily_check
+from tests.support import prometheus_over
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +36,6 @@ def _query(url: str, promql: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    if not _which("prometheus"):
-        pytest.skip("prometheus binary not installed (make bins)")
     tmp = tmp_path_factory.mktemp("slo-prom")
     registry = CollectorRegistry()
     labels = ["market", "endpoint"]
@@ -50,19 +48,7 @@ def prometheus(tmp_path_factory):
         delay.labels(*pair)
         for outcome in slo.OUTCOMES:
             buckets.labels(*pair, outcome)
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    cfg = tmp / "prometheus.yml"
-    cfg.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs: [{{job_name: algopack, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}]\n",
-        encoding="utf-8")
-    prom_port = free_port()
-    prom = ManagedProcess("prometheus", ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'data'}",
-                                         f"--web.listen-address=127.0.0.1:{prom_port}"], tmp / "prometheus.log")
-    url = f"http://127.0.0.1:{prom_port}"
-    try:
-        wait_http(url + "/-/ready", timeout=30, proc=prom)
+    with prometheus_over(registry, tmp) as url:
         _wait(lambda: len(_query(url, "algopack_buckets_total")) == 6, "first scrape (zeros)")
         # eq tradestats: 196 on time (100 at 7 s, 96 at 12 s), 3 late (200 s), 1 missing
         buckets.labels("eq", "tradestats", "on_time").inc(196)
@@ -82,10 +68,6 @@ def prometheus(tmp_path_factory):
               "the histogram scraped")
         newest = max(float(s["value"][1]) for s in _query(url, "timestamp(algopack_buckets_total)"))
         yield url, newest
-    finally:
-        prom.stop()
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 def _first_of_next_month() -> datetime:
