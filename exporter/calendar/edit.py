@@ -178,8 +178,9 @@ def sessions_of(day: date, markets: MarketSessions) -> dict:
 
 
 def set_day(path: str, day: date, status: str, actor: str, *, markets: MarketSessions | None = None,
-            source: str = "manual", reason: str | None = None) -> None:
-    """Write an explicit entry for `day`.
+            **fields: object) -> None:
+    """Write an explicit entry for `day`; `fields` are the other `DayOverride` fields
+    (source="manual", reason=None, ...).
 
     markets=None keeps the custom market sessions of an existing entry (if it had any);
     otherwise the entry lists exactly the given markets (a market mapped to None trades
@@ -188,7 +189,7 @@ def set_day(path: str, day: date, status: str, actor: str, *, markets: MarketSes
     own = sessions_of(day, markets) if markets is not None else None
 
     def change(calendar: Calendar):
-        return None, {day: calendar.entry_for(day, status, markets=own, source=source, reason=reason)}
+        return None, {day: calendar.entry_for(day, status, markets=own, **fields)}
 
     apply_change(path, change, actor=actor)
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from exporter.yamlsafe import short
+
 MARKETS = ("eq", "fx", "fo")
 BUCKET_SECONDS = 300
 STATUSES = ("working", "holiday")
@@ -142,13 +144,15 @@ class Calendar:
     # ----- edits (pure: the writer stores the returned entries) -------------------------
 
     def entry_for(self, day: date, status: str, *, markets: Mapping[str, SessionTimes | None] | None = None,
-                  source: str = "manual", reason: str | None = None) -> DayOverride:
+                  **fields: object) -> DayOverride:
         """The entry an explicit edit writes: markets=None keeps the custom market
-        sessions of the day's current entry (if it had any)."""
+        sessions of the day's current entry (if it had any); `fields` are the other
+        `DayOverride` fields (source, reason, ...), their defaults when not given."""
         if status not in STATUSES:
-            raise CalendarError(f"status: {status!r:.80} is not a status; use working or holiday")
+            raise CalendarError(f"status: {short(status)} is not a status; use working or holiday")
+        source = fields.get("source", "manual")
         if source not in SOURCES:
-            raise CalendarError(f"source: {source!r:.80} is not a source; use {' or '.join(SOURCES)}")
+            raise CalendarError(f"source: {short(source)} is not a source; use {' or '.join(SOURCES)}")
         if markets is not None:
             unknown = sorted(set(markets) - set(MARKETS))
             if unknown:
@@ -157,7 +161,7 @@ class Calendar:
         else:
             old = self.days.get(day)
             markets = old.markets if old is not None else None
-        return DayOverride(status=status, markets=markets, source=source, reason=reason)
+        return DayOverride(status=status, markets=markets, **fields)
 
     def toggled(self, day: date) -> DayOverride:
         """`day` flipped working <-> holiday relative to its effective status, as a manual
