@@ -14,10 +14,14 @@ import os
 import signal
 import sys
 
+import requests
 from prometheus_client import generate_latest
 
+from .app import ExporterApp
+from .calendar import CalendarError
 from .calendar import sync_cli as calendar_sync
 from .clock import clock_from_env
+from .config import ConfigError, load_config
 
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -72,8 +76,6 @@ def setup_logging(level: str) -> None:
 
 def load_or_exit(config_file: str | None, *, check_secrets: bool = True):
     """The configuration, or exit 2 listing every bad key and its reason."""
-    from .config import ConfigError, load_config
-
     try:
         config = load_config(config_file)
     except ConfigError as exc:
@@ -114,9 +116,6 @@ def storage_path(args: argparse.Namespace) -> str | None:
 
 
 def _serve(args: argparse.Namespace, config, clock) -> int:
-    from .app import ExporterApp
-    from .calendar import CalendarError
-
     try:
         app = ExporterApp(config, clock, storage_path=None if args.once else storage_path(args))
     except CalendarError as exc:
@@ -147,8 +146,6 @@ def _serve(args: argparse.Namespace, config, clock) -> int:
 def _jobs(args: argparse.Namespace) -> int:
     """List the scheduled jobs of a running exporter (the old tool's `jobs` command): the one at
     --web.listen-address, else at the --config.file's web.listen_address."""
-    import requests
-
     listen = args.listen_address
     if listen is None:
         listen = load_or_exit(args.config_file, check_secrets=False).web.listen_address
