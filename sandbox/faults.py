@@ -20,10 +20,11 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from exporter import datasets as registry
 from exporter.clock import MSK, Clock
 
 SCOPE_MARKETS = ("eq", "fx", "fo")
-SCOPE_DATASETS = ("tradestats", "orderstats", "obstats", "hi2", "futoi", "calendar", "authenticate")
+SCOPE_DATASETS = (*registry.names(), "calendar", "authenticate")  # at import; checks read the registry
 REQUEST_KNOBS = ("http_error", "hang", "malformed", "html", "empty", "break_paging", "missing_columns",
                  "throttle", "error_message", "no_subscription", "drip", "redirect", "gzip_bomb")
 DATA_KNOBS = ("stop", "slow", "delay_profile", "drop_intervals", "drop_secids", "hi2_late",
@@ -136,8 +137,9 @@ class PublishPlan:
 def _check_scope(market: object, dataset: object) -> tuple[str | None, str | None]:
     if market is not None and market not in SCOPE_MARKETS:
         raise FaultError(f"market must be one of {', '.join(SCOPE_MARKETS)} (got {market!r})")
-    if dataset is not None and dataset not in SCOPE_DATASETS:
-        raise FaultError(f"dataset must be one of {', '.join(SCOPE_DATASETS)} (got {dataset!r})")
+    scope = (*registry.names(), "calendar", "authenticate")
+    if dataset is not None and dataset not in scope:
+        raise FaultError(f"dataset must be one of {', '.join(scope)} (got {dataset!r})")
     return market, dataset  # type: ignore[return-value]
 
 

@@ -27,11 +27,12 @@ from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from exporter import datasets as registry
 from exporter.calendar import CalendarStore
 from exporter.clock import MSK, Clock, clock_from_env
 from sandbox import isscalendar
 from sandbox.faults import FaultError, Faults, PublishPlan
-from sandbox.issdata import COLUMNS, MARKETS, DataSource, format_systime, systime_index
+from sandbox.issdata import MARKETS, DataSource, columns_for, format_systime, systime_index
 
 log = logging.getLogger("sandbox.iss")
 
@@ -52,10 +53,27 @@ NO_SUBSCRIPTION_PAGE = ("<!DOCTYPE html><html><head><title>MOEX ISS</title></hea
 FUTOI_ROW_CAP = 1000
 BOMB_BLOCK = 1 << 20
 
-_DAY_ROUTE = re.compile(r"^/iss/datashop/algopack/(eq|fx|fo)/(tradestats|orderstats|obstats|hi2)\.json$")
-_SECID_ROUTE = re.compile(r"^/iss/datashop/algopack/(eq|fx|fo)/(tradestats|orderstats|obstats|hi2)/([^/]+)\.json$")
-_FUTOI_DAY = re.compile(r"^/iss/analyticalproducts/futoi/securities\.json$")
-_FUTOI_TICKER = re.compile(r"^/iss/analyticalproducts/futoi/securities/([^/]+)\.json$")
+
+
+def _template(path: str, markets: tuple[str, ...], name: str) -> re.Pattern:
+    """A registry route template (`{market}`, `{dataset}`, `{secid}`) as a regex."""
+    pattern = re.escape(path).replace(r"\{market\}", "(?P<market>" + "|".join(markets) + ")")
+    pattern = pattern.replace(r"\{dataset\}", re.escape(name)).replace(r"\{secid\}", "(?P<secid>[^/]+)")
+    return re.compile(f"^{pattern}$")
+
+
+_ROUTES: dict[tuple, list] = {}
+
+
+def dataset_routes() -> list[tuple[re.Pattern, str, registry.Dataset]]:
+    """(regex, "day"|"secid", spec) for every dataset of the registry (exporter/datasets.py)."""
+    key = tuple(registry.specs())
+    if key not in _ROUTES:
+        _ROUTES.clear()
+        _ROUTES[key] = [(_template(path, spec.markets, spec.name), kind, spec) for spec in key
+                        for kind, path in (("day", spec.day_path), ("secid", spec.path))]
+    return _ROUTES[key]
+
 _CALENDARS = re.compile(r"^/iss/calendars(?:/(stock|futures|currency))?(/session)?\.json$")
 
 
@@ -246,11 +264,13 @@ class SandboxIss:
         self.calendar  # noqa: B018 - triggers the mtime check
         frame = self.data.frame(market, dataset, day)
         plan: PublishPlan = self.faults.plan(market, dataset, day)
-        probe = self.data.probe("futoi" if dataset == "futoi" else market)
+        spec = registry.get(dataset)
+        per_ticker = spec.probe_setting != "probe"   # FUTOI: its own universe of tickers
+        probe = self.data.probe(dataset if per_ticker else market)
         columns = frame.columns
-        sec_col = columns.index("ticker" if dataset == "futoi" else "secid")
+        sec_col = columns.index(spec.secid_column)
         dropped: set[str] = set()
-        if plan.drop_secids is not None and dataset != "futoi":
+        if plan.drop_secids is not None and not per_ticker:
             candidates = [i.secid for i in self.data.universe(market) if i.secid != probe]
             dropped = set(candidates[-plan.drop_secids[0]:]) if plan.drop_secids[0] > 0 else set()
         expired = successor = None
@@ -590,14 +610,11 @@ class _Handler(BaseHTTPRequestHandler):
     # ----- ISS -------------------------------------------------------------------------
 
     def _route(self, path: str) -> tuple[str, str | None, str | None, tuple]:
-        if m := _DAY_ROUTE.match(path):
-            return "day", m.group(1), m.group(2), ()
-        if m := _SECID_ROUTE.match(path):
-            return "secid", m.group(1), m.group(2), (m.group(3),)
-        if _FUTOI_DAY.match(path):
-            return "day", "fo", "futoi", ()
-        if m := _FUTOI_TICKER.match(path):
-            return "secid", "fo", "futoi", (m.group(1),)
+        for regex, kind, spec in dataset_routes():
+            if m := regex.match(path):
+                groups = m.groupdict()
+                market = groups.get("market") or spec.markets[0]
+                return kind, market, spec.name, ((groups["secid"],) if kind == "secid" else ())
         if m := _CALENDARS.match(path):
             return "calendar", CALENDAR_MARKETS.get(m.group(1) or ""), "calendar", (m.group(1), bool(m.group(2)))
         if path == "/authenticate":
@@ -749,8 +766,8 @@ class _Handler(BaseHTTPRequestHandler):
             if last < first:
                 raise HttpError(400, "till before from")
             first = max(first, last - timedelta(days=MAX_RANGE_DAYS - 1))
-        columns = COLUMNS[(market, dataset)]
-        futoi = dataset == "futoi"
+        columns = columns_for(market, dataset)
+        spec = registry.get(dataset)
         segments: list[tuple] = []
         if not empty:
             weekend = iss.faults.peek("weekend_tradedate", market, dataset)
@@ -763,15 +780,16 @@ class _Handler(BaseHTTPRequestHandler):
             # the newest bucket (with a bad_row row placed right after it, if any)
             newest = max((i for i, seg in enumerate(segments) if seg[1] is not None), default=len(segments) - 1)
             segments = segments[newest:]
-        name = "futoi" if futoi else "data"
+        name = spec.block
         dates = {f"{name}.dates": {"metadata": {"from": {"type": "date", "bytes": 10, "max_size": 0},
                                                  "till": {"type": "date", "bytes": 10, "max_size": 0}},
                                     "columns": ["from", "till"], "data": [[first.isoformat(), last.isoformat()]]}}
-        if futoi:
+        if spec.paging == "single":
             # Real FUTOI (iss-api.md §11 "FUTOI paging", "FUTOI order"): newest bucket first
             # (rows of one bucket stay together), `start` ignored, at most 1000 rows (the
             # newest ones), no cursor block. `reversed=1` is accepted: it is the default.
-            rows, _ = _page(list(reversed(segments)), 0, systime_index(columns), FUTOI_ROW_CAP)
+            ordered = list(reversed(segments)) if spec.newest_first else segments
+            rows, _ = _page(ordered, 0, systime_index(columns), FUTOI_ROW_CAP)
             return {name: {"metadata": _metadata(columns, rows[0] if rows else None), "columns": list(columns),
                            "data": rows}, **dates}
         rows, total = _page(segments, start, systime_index(columns))
@@ -790,7 +808,7 @@ class _Handler(BaseHTTPRequestHandler):
         holiday) session's rows are filed under the next trading day's tradedate and served
         for that day, never for their calendar date (iss-api.md §11 "weekend sessions")."""
         iss = self.iss
-        cal_market = "fo" if dataset == "futoi" else market
+        cal_market = market
         if not next_mode:
             return iss.published_segments(market, dataset, day, now_ts, secid) if day <= today else []
         calendar = iss.calendar
@@ -824,7 +842,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The block a request asks for (an ERROR_MESSAGE answer uses it)."""
         if kind == "calendar":
             return "session_schedule" if args[1] else "off_days"
-        return "futoi" if dataset == "futoi" else "data"
+        return registry.get(dataset).block if dataset in registry.REGISTRY else "data"
 
 
 def _keep_columns(block: dict, keep: list[int]) -> None:

@@ -21,8 +21,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from exporter import datasets as registry
+
 MARKETS = ("eq", "fx", "fo")
-DATASETS = ("tradestats", "orderstats", "obstats", "hi2")
+DATASETS = ("tradestats", "orderstats", "obstats", "hi2")  # the algopack ones with realistic columns below
 MSK = ZoneInfo("Europe/Moscow")
 
 _PRICE = ["pr_open", "pr_high", "pr_low", "pr_close", "pr_std", "vol", "val", "trades", "pr_vwap",
@@ -76,6 +78,16 @@ COLUMNS[("fo", "futoi")] = ["sess_id", "seqnum", "tradedate", "tradetime", "tick
                             "pos_long", "pos_short", "pos_long_num", "pos_short_num", "systime",
                             "trade_session_date"]
 
+
+
+def columns_for(market: str, dataset: str) -> list[str]:
+    """The answer's columns: the realistic list above, or for any other dataset of the
+    registry (exporter/datasets.py) its instrument column, the time columns and one value."""
+    known = COLUMNS.get((market, dataset))
+    if known is not None:
+        return known
+    spec = registry.get(dataset)
+    return ["tradedate", "tradetime", spec.secid_column, "value", "SYSTIME"]
 
 
 def systime_index(columns: list[str]) -> int:
@@ -400,12 +412,12 @@ class DataSource:
     # ----- generation ------------------------------------------------------------------
 
     def _generate(self, market: str, dataset: str, day: date) -> DayFrame:
-        columns = COLUMNS[(market, dataset)]
+        columns = columns_for(market, dataset)
         calendar = self._calendar()
         ends = calendar.expected_buckets(market, day)
         rng = np.random.default_rng(_stable_seed(self.seed, market, dataset, day.isoformat()))
-        if dataset == "hi2":
-            buckets = self._hi2_buckets(market, day, ends, rng)
+        if not registry.get(dataset).intraday:   # published once a day (hi2)
+            buckets = self._hi2_buckets(market, dataset, day, ends, rng)
         elif dataset == "futoi":
             buckets = [self._futoi_bucket(day, end, rng) for end in ends]
         else:
@@ -457,14 +469,14 @@ class DataSource:
                 bucket.secids.append(inst.secid)
         return bucket
 
-    def _hi2_buckets(self, market: str, day: date, ends: list[datetime],
+    def _hi2_buckets(self, market: str, dataset: str, day: date, ends: list[datetime],
                      rng: np.random.Generator) -> list[Bucket]:
         if not ends:
             return []
         publish = datetime.combine(day, self.hi2_times[market], tzinfo=MSK)
         eligible = [e for e in ends if e <= publish]
         end = eligible[-1] if eligible else ends[0]
-        bucket = self._new_bucket(market, "hi2", day, end)
+        bucket = self._new_bucket(market, dataset, day, end)
         bucket.base_publish_ts = publish.timestamp()
         tradedate = day.isoformat()
         for inst in self.universe(market):
