@@ -16,7 +16,17 @@ Everything a reader of the calendar needs is importable from `exporter.calendar`
 sync parts (they talk to ISS) are imported from their modules.
 """
 
-from .edit import EditOutcome, apply_change, apply_edit, edit_calendar, set_day, toggle_day, write_target
+from .edit import (
+    EditOutcome,
+    Toggled,
+    apply_change,
+    apply_edit,
+    edit_calendar,
+    set_day,
+    toggle,
+    toggle_day,
+    write_target,
+)
 from .fileformat import load_calendar, parse_calendar, parse_calendar_text
 from .model import (
     BUCKET_SECONDS,
@@ -38,6 +48,6 @@ from .yamldoc import clean_comment_text
 
 __all__ = ["BUCKET_SECONDS", "DEFAULT_TIMEZONE", "MARKETS", "SOURCES", "STATUSES", "Calendar", "CalendarError",
            "CalendarReadOnly", "CalendarStore", "CalendarUnreadable", "DayOverride", "DayView", "EditOutcome",
-           "MarketNow", "Session", "SessionTimes", "apply_change", "apply_edit", "clean_comment_text", "day_info",
+           "MarketNow", "Session", "SessionTimes", "Toggled", "apply_change", "apply_edit", "clean_comment_text", "day_info",
            "day_view", "edit_calendar", "load_calendar", "market_now", "month_days", "parse_calendar",
-           "parse_calendar_text", "set_day", "toggle_day", "trading_markets", "write_target"]
+           "parse_calendar_text", "set_day", "toggle", "toggle_day", "trading_markets", "write_target"]

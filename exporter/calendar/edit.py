@@ -4,6 +4,7 @@
         change(calendar) -> (result, {day: DayOverride | None})   # decided on the MODEL
     set_day(path, day, status, actor, *, markets=None, source="manual", reason=None)
     toggle_day(path, day, actor) -> (old_status, new_status)
+    toggle(path, day, actor) -> Toggled(old_status, new_status, calendar)   # calendar: as written
     apply_edit(path, mutate, write=True) / edit_calendar(path, mutate)   # raw document
 
 Edits are decided on the model (`Calendar.toggled`, `Calendar.entry_for`), and only the
@@ -120,6 +121,14 @@ class EditOutcome(Generic[T]):
     result: T
     old_text: str
     new_text: str  # what was written (or, with write=False, what would have been)
+    calendar: Calendar | None = None  # new_text as the exporter reads it (callers render from it)
+
+
+@dataclass(frozen=True)
+class Toggled:
+    old_status: str
+    new_status: str
+    calendar: Calendar  # the calendar as written
 
 
 def apply_edit(path: str, mutate: Callable[[CommentedMap], T], *, write: bool = True) -> EditOutcome[T]:
@@ -133,10 +142,10 @@ def apply_edit(path: str, mutate: Callable[[CommentedMap], T], *, write: bool = 
             raise CalendarUnreadable(f"{path}: the calendar must be a mapping")
         result = mutate(doc)
         text = dump_document(doc)
-        parse_calendar_text(text, origin=path)  # what the exporter will read
+        calendar = parse_calendar_text(text, origin=path)  # what the exporter will read
         if write and text != original:
             _atomic_write(path, text)
-        return EditOutcome(result, original, text)
+        return EditOutcome(result, original, text, calendar)
 
 
 def edit_calendar(path: str, mutate: Callable[[CommentedMap], T]) -> T:
@@ -194,16 +203,23 @@ def set_day(path: str, day: date, status: str, actor: str, *, markets: MarketSes
     apply_change(path, change, actor=actor)
 
 
-def toggle_day(path: str, day: date, actor: str) -> tuple[str, str]:
+def toggle(path: str, day: date, actor: str) -> Toggled:
     """Flip `day` working <-> holiday relative to its current effective status and write
-    it as a manual entry (custom market sessions kept). Returns (old_status, new_status)."""
+    it as a manual entry (custom market sessions kept)."""
 
     def change(calendar: Calendar):
         entry = calendar.toggled(day)
         return (calendar.day_status(day), entry.status), {day: entry}
 
-    return apply_change(path, change, actor=actor).result
+    outcome = apply_change(path, change, actor=actor)
+    return Toggled(*outcome.result, outcome.calendar)
 
 
-__all__ = ["DayChanges", "EditOutcome", "MarketSessions", "apply_change", "apply_edit", "edit_calendar", "set_day",
-           "toggle_day", "write_target"]
+def toggle_day(path: str, day: date, actor: str) -> tuple[str, str]:
+    """`toggle`, returning (old_status, new_status)."""
+    done = toggle(path, day, actor)
+    return done.old_status, done.new_status
+
+
+__all__ = ["DayChanges", "EditOutcome", "MarketSessions", "Toggled", "apply_change", "apply_edit", "edit_calendar",
+           "set_day", "toggle", "toggle_day", "write_target"]

@@ -52,7 +52,7 @@ from .model import (
     SessionTimes,
     hhmm,
 )
-from .yamldoc import load_document, read_text
+from .yamldoc import read_document, read_text
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -287,7 +287,7 @@ def parse_calendar(data: object) -> Calendar:
 
 def parse_calendar_text(text: str, origin: str = "calendar") -> Calendar:
     """Parse YAML text exactly as the exporter reads the file (bombs refused first)."""
-    return parse_calendar(load_document(text, origin))
+    return parse_calendar(read_document(text, origin))
 
 
 def load_calendar(path: str) -> Calendar:
