@@ -20,10 +20,16 @@ import signal
 import time
 
 import pytest
+import requests
 
 from deploy.stack import LocalStack
+from exporter.clock import FastClock
 from exporter.storage import FILE_NAME
+from sandbox.iss import SandboxIss
+from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
 from tests.reliability.helpers import data_alerts, pair_samples, parse_exposition, wait_for
+
+from .exporter_sim import CALENDAR, at, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +46,10 @@ def _iss_total(stack: LocalStack) -> dict:
 
 def _cost(after: dict, before: dict) -> dict:
     routes = {}
-    for key, (requests, size) in after["routes"].items():
+    for key, (count, size) in after["routes"].items():
         was = before["routes"].get(key, (0, 0))
-        if requests - was[0]:
-            routes["/".join(str(part) for part in key)] = (requests - was[0], size - was[1])
+        if count - was[0]:
+            routes["/".join(str(part) for part in key)] = (count - was[0], size - was[1])
     return {"requests": after["requests"] - before["requests"], "bytes": after["bytes"] - before["bytes"],
             "routes": routes}
 
@@ -145,3 +151,36 @@ def test_restart_with_state_costs_few_requests_and_judges_no_bucket_twice(tmp_pa
     print(f"verdicts == judged buckets per pair: {once}")
     assert not data_alerts(alerts) + [a for a in alerts if a[0] == "AlgopackPollFailing"], alerts
     assert ("AlgopackExporterDown", "firing", "", "") not in alerts, alerts
+
+
+def test_unwritable_storage_path_warns_counts_and_keeps_polling(tmp_path):
+    clock = FastClock(start=at(11, 0), speed=30)
+    iss = SandboxIss(str(CALENDAR), clock, port=0)
+    iss.start()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    port = free_port()
+    cfg = write_config(tmp_path, iss.url, iss={"timeout_seconds": 10})   # the in-process sandbox is slow at first
+    proc = ManagedProcess("exporter", python_module("exporter", f"--config.file={cfg}",
+                                                    f"--web.listen-address=127.0.0.1:{port}",
+                                                    f"--storage.path={blocker / 'data'}"),
+                          tmp_path / "exporter.log", env={"ALGOPACK_CLOCK": clock.spec()})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/-/ready", timeout=60, proc=proc)
+
+        def failing_but_polling():
+            metrics = parse_exposition(requests.get(base + "/metrics", timeout=5).text)
+            up = pair_samples(metrics, "algopack_up", endpoint="tradestats")
+            failures = metrics.get(("algopack_state_persist_failures_total", ()), 0.0)
+            return failures >= 2 and len(up) == 3 and set(up.values()) == {1.0} and metrics
+
+        metrics = wait_for(failing_but_polling, 60, "two failed state writes while the polls succeed")
+        assert metrics[("algopack_state_loaded", ())] == 0.0
+        assert metrics[("algopack_state_persists_total", ())] == 0.0
+        assert proc.poll() is None
+    finally:
+        proc.stop()
+        iss.stop()
+    log_text = proc.log_path.read_text(errors="replace")
+    assert log_text.count("state not saved") == 1 and "Traceback" not in log_text, log_text[-2000:]

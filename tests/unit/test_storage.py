@@ -38,6 +38,7 @@ def _rich_state(market: str = "eq", endpoint: str = "obstats") -> PairState:
         last_tradetime_ts=buckets[-1], last_systime_ts=buckets[-1] + 31.5, publish_delay_seconds=31.5,
         secids_interval="10:35:00", secids=250, secids_day=NOW.date(), prev_day=date(2026, 11, 24),
         prev_day_max=260, prev_day_counts=MappingProxyType({"10:05:00": 255, "10:10:00": 260}),
+        observed_counts=MappingProxyType({"2026-11-25": MappingProxyType({"10:05:00": 250, "10:10:00": 251})}),
         arrivals=MappingProxyType({b: b + 30.25 for b in buckets}), judged=frozenset(buckets[:5]),
         buckets_total=MappingProxyType({"on_time": 4, "late": 1, "missing": 0}),
         bucket_delay=Histogram.empty(slo.DELAY_BUCKETS).observe(30.25).observe(150.0),
@@ -75,6 +76,7 @@ def test_round_trip_keeps_every_field_but_the_process_health(tmp_path):
         expected = replace(expected, **{name: getattr(fresh, name)})
     assert state == expected
     assert isinstance(state.arrivals, MappingProxyType) and isinstance(state.seen_buckets, frozenset)
+    assert isinstance(state.observed_counts["2026-11-25"], MappingProxyType)
     assert loaded.snapshot.probes == snapshot.probes
 
 
