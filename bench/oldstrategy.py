@@ -30,7 +30,7 @@ from exporter.calendar import Calendar
 from exporter.clock import MSK, ManualClock
 from sandbox.iss import SandboxIss
 
-from .alerting import Message, Pair
+from .scoring import Message, Pair
 
 ALGOPACK = "/iss/datashop/algopack/{market}/{dataset}"
 PROBES = {"eq": "SBER", "fx": "CNYRUB_TOM"}

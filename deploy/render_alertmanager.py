@@ -20,6 +20,9 @@ Environment:
                                   Healthchecks ping URL); unset: the watchdog goes nowhere
     ALERTMANAGER_HEARTBEAT_INTERVAL  default 5m, at most 5m: one ping per interval
 
+`scaled_timings(speed)`: the production group_wait, group_interval and repeat_interval
+divided by a fast clock's speed, as the environment above (the benchmark's time-scaled copy).
+
 CLI: python -m deploy.render_alertmanager --out DIR
 """
 
@@ -82,6 +85,14 @@ def _duration(environ: Mapping[str, str], name: str) -> str:
 
 def _seconds(duration: str) -> float:
     return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(duration))
+
+
+def scaled_timings(speed: float) -> dict[str, str]:
+    """ALERTMANAGER_GROUP_WAIT/_GROUP_INTERVAL/_REPEAT_INTERVAL: the defaults divided by `speed`."""
+    from deploy.render_prometheus import scaled_duration
+
+    return {name: scaled_duration(DEFAULTS[name], speed) for name in
+            ("ALERTMANAGER_GROUP_WAIT", "ALERTMANAGER_GROUP_INTERVAL", "ALERTMANAGER_REPEAT_INTERVAL")}
 
 
 def _heartbeat(environ: Mapping[str, str]) -> dict[str, str]:

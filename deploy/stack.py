@@ -19,6 +19,13 @@ is started gets a free loopback port, its config rendered into `workdir`, and it
 passed as `ALGOPACK_CLOCK` / `--clock`), so the sandbox ISS and the exporter agree on the
 virtual trading day; Prometheus and Alertmanager run on real time (rules never compare
 Prometheus `time()` with exporter timestamps, see docs/internals.md).
+
+`time_scaled=True` runs Prometheus and Alertmanager at the speed of the virtual clock: every
+production time constant divided by `clock_speed` (deploy/render_prometheus.py
+`render_scaled_rules`, deploy/render_alertmanager.py `scaled_timings`): scrape and evaluation
+interval (15 s), each rule's `for:`, range windows and offsets in the rules, the query
+look-back (5 m), the alert resend delay (1 m), group_wait, group_interval, repeat_interval.
+The scrape timeout is the scaled interval itself: the exporter's CPU does not get faster.
 """
 
 from __future__ import annotations
@@ -143,6 +150,8 @@ class LocalStack:
       rules_dir          Prometheus rule files (default: the repo's prometheus/rules)
       extra_args         {component: [argv...]} appended to a component's command line
       iss_args           extra sandbox ISS flags, e.g. ["--scale", "1"]
+      time_scaled        Prometheus/Alertmanager at the clock's speed (module docstring);
+                         scrape_interval/eval_interval are then ignored
     """
 
     def __init__(
@@ -163,6 +172,7 @@ class LocalStack:
         rules_dir: str | Path | None = None,
         extra_args: Mapping[str, list[str]] | None = None,
         startup_timeout: float = 60.0,
+        time_scaled: bool = False,
     ):
         unknown = set(components) - set(ALL_COMPONENTS)
         if unknown:
@@ -173,13 +183,18 @@ class LocalStack:
         if self.virtual_start.tzinfo is None:
             raise ValueError("virtual_start must be timezone-aware")
         self.components = [c for c in ALL_COMPONENTS if c in set(components)]
-        self.env = {
+        self.time_scaled = time_scaled
+        if time_scaled:
+            from deploy.render_alertmanager import scaled_timings
+            from deploy.render_prometheus import scaled_duration
+
+            am_timings = scaled_timings(self.clock_speed)
+            scrape_interval = eval_interval = scaled_duration("15s", self.clock_speed)
+        else:
             # Short Alertmanager timings so a demo/test sees notifications within seconds.
-            "ALERTMANAGER_GROUP_WAIT": "5s",
-            "ALERTMANAGER_GROUP_INTERVAL": "10s",
-            "ALERTMANAGER_REPEAT_INTERVAL": "1h",
-            **(env or {}),
-        }
+            am_timings = {"ALERTMANAGER_GROUP_WAIT": "5s", "ALERTMANAGER_GROUP_INTERVAL": "10s",
+                          "ALERTMANAGER_REPEAT_INTERVAL": "1h"}
+        self.env = {**am_timings, **(env or {})}
         self.component_env = {k: dict(v) for k, v in (component_env or {}).items()}
         self.config_overrides = dict(config_overrides or {})
         self.calendar = dict(calendar) if calendar is not None else demo_calendar(self.virtual_start.date())
@@ -405,17 +420,31 @@ class LocalStack:
         self._wait_ready("alertmanager", "/-/ready")
 
     def _start_prometheus(self) -> None:
-        config_path = render_prometheus_yaml(
-            self.workdir / "prometheus.yml",
-            f"127.0.0.1:{self.ports['exporter']}" if "exporter" in self.ports else None,
-            f"127.0.0.1:{self.ports['alertmanager']}" if "alertmanager" in self.ports else None,
-            self.rules_dir, self.scrape_interval, self.eval_interval)
+        exporter = f"127.0.0.1:{self.ports['exporter']}" if "exporter" in self.ports else None
+        alertmanager = f"127.0.0.1:{self.ports['alertmanager']}" if "alertmanager" in self.ports else None
+        scaled_flags: list[str] = []
+        if self.time_scaled:
+            from deploy.render_prometheus import (
+                render_prometheus_config,
+                render_scaled_rules,
+                scaled_duration,
+            )
+
+            rules = render_scaled_rules(self.workdir / "rules-scaled", self.clock_speed, self.rules_dir)
+            config_path = render_prometheus_config(self.workdir / "prometheus.yml", exporter, alertmanager, rules,
+                                                   self.scrape_interval, self.eval_interval,
+                                                   scrape_timeout=self.scrape_interval)
+            scaled_flags = [f"--query.lookback-delta={scaled_duration('5m', self.clock_speed)}",
+                            f"--rules.alert.resend-delay={scaled_duration('1m', self.clock_speed)}"]
+        else:
+            config_path = render_prometheus_yaml(self.workdir / "prometheus.yml", exporter, alertmanager,
+                                                 self.rules_dir, self.scrape_interval, self.eval_interval)
         self.paths["prometheus_config"] = config_path
         data = self.workdir / "prometheus-data"
         data.mkdir(parents=True, exist_ok=True)
         self._spawn("prometheus", [PROMETHEUS_BIN, f"--config.file={config_path}", f"--storage.tsdb.path={data}",
                                    f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
-                                   "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d"],
+                                   "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d", *scaled_flags],
                     self._env("prometheus"))
         self._wait_ready("prometheus", "/-/ready")
 
