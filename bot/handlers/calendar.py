@@ -26,7 +26,7 @@ from exporter.calendar import (
     DayView,
     day_view,
     month_days,
-    toggle_day,
+    toggle,
 )
 
 log = logging.getLogger("bot")
@@ -199,7 +199,7 @@ async def _toggle(query: CallbackQuery, day: date, state: BotState, today: date)
         return
     actor = actor_name(user)
     try:
-        old, new = await asyncio.to_thread(toggle_day, str(state.calendar_path), day, actor)
+        done = await asyncio.to_thread(toggle, str(state.calendar_path), day, actor)
     except (OSError, CalendarError) as exc:
         log.error("event=calendar_write_failed day=%s error=%r", day, str(exc)[:300])
         if isinstance(exc, CalendarReadOnly) or isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
@@ -208,13 +208,11 @@ async def _toggle(query: CallbackQuery, day: date, state: BotState, today: date)
             text = texts.CAL_WRITE_FAILED.format(error=str(exc))
         await query.answer(text[:200], show_alert=True)
         return
+    old, new = done.old_status, done.new_status
     log.info("event=calendar_toggled day=%s old=%s new=%s user_id=%s", day, old, new, user_id(user))
     await query.answer(texts.CAL_TOGGLED_ANSWER.format(day=f"{day:%d.%m.%Y}", new=texts.STATUS[new]))
-    cal, problem = await calendar_or_problem(state)
-    if cal is None:  # changed on disk right after our write
-        await edit(query, texts.esc(problem), None)
-        return
+    # rendered from the calendar as written (validated by the edit): no second read of the file
     note = texts.CAL_CHANGED.format(actor=texts.esc(actor), day=fmt_day(day), old=texts.STATUS[old],
                                     new=texts.STATUS[new])
-    note += "\n" + day_line(cal, day)
-    await edit(query, *render_month(cal, day.year, day.month, today, note))
+    note += "\n" + day_line(done.calendar, day)
+    await edit(query, *render_month(done.calendar, day.year, day.month, today, note))
