@@ -12,23 +12,20 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from types import MappingProxyType
 
-from . import checks, slo
+from . import checks, daily, datasets, slo
 from .calendar import CalendarStore
 from .clock import Clock
 from .iss import IssClient, IssError
-from .rhythm import DEADLINE_MARGIN, RhythmParams, next_hi2_poll, next_intraday_poll
+from .probes import Probes
+from .rhythm import RhythmParams, next_daily_poll, next_intraday_poll
 from .state import PairState, StateStore
 
 log = logging.getLogger("exporter.poller")
 
-ALGOPACK = "/iss/datashop/algopack/{market}/{dataset}"
-FUTOI_TICKER = "/iss/analyticalproducts/futoi/securities/{ticker}.json"
 SECID_COLUMNS = ("tradetime", "secid")
-# While the `auto` probe has no row today, look at today's rows for a new one at most this often.
-PROBE_RECHECK_SECONDS = 300.0
 # Within a session the rhythm polls at least every bucket; only when its plan is further than
 # this past a bucket's SLO verdict moment is an extra poll planned for the verdict.
 VERDICT_SLACK_SECONDS = 300.0
@@ -55,19 +52,31 @@ class Poller:
         # Buckets ending before the start are never judged (slo.py: no persisted state yet).
         self.started_ts = clock.timestamp()
         self._pair_locks = {pair: threading.Lock() for pair in store.snapshot.pairs}
-        self._probe_lock = threading.Lock()
+        self.probes = Probes(config, client, calendars, clock, store, self.params)
+        # Previous-day reads (only when not carried over): off the poll path (exporter/daily.py).
+        self.background = daily.Background(clock)
 
     # ---- planning -------------------------------------------------------------------
 
     def planned_next(self, pair: tuple[str, str], now: datetime | None = None) -> datetime:
-        """Next poll moment of `pair` given its current state (virtual time)."""
-        now = now or self.clock.now()
-        state = self.store.get(pair)
+        """Next poll moment of `pair` given its current state (virtual time); records nothing."""
+        return self._plan(self.store.get(pair), now or self.clock.now())
+
+    def replan(self, pair: tuple[str, str], now: datetime) -> datetime:
+        """Plan `pair` afresh (after a calendar change or a clock jump) and record it as the
+        pair's next poll, under the pair's lock so it never overwrites a poll's result."""
+        with self._pair_locks[pair]:
+            moment = self.planned_next(pair, now)
+            self.store.put(replace(self.store.get(pair), next_poll_ts=moment.timestamp()), now.timestamp())
+            return moment
+
+    def _plan(self, state: PairState, now: datetime) -> datetime:
         calendar = self.calendars.current
-        market, endpoint = pair
-        if endpoint == "hi2":
+        market, endpoint = state.pair
+        spec = datasets.get(endpoint)
+        if not spec.intraday:
             present = state.hi2_present and state.day == now.date()
-            return next_hi2_poll(calendar, market, now, present, self.params)
+            return next_daily_poll(lambda day: spec.deadline(calendar, market, day), now, present, self.params)
         last_seen = max(state.seen_buckets) if state.seen_buckets and state.day == now.date() else None
         planned = next_intraday_poll(calendar, market, now, last_seen, state.last_systime_ts, self.params)
         verdict = self._next_verdict(state)
@@ -100,24 +109,37 @@ class Poller:
         for pair, state in self.store.snapshot.pairs.items():
             sessions = calendar.sessions(pair[0], now.date())
             traded_today = bool(sessions) and sessions[0].start <= now
-            moment = now if traded_today and pair[1] != "hi2" else self.planned_next(pair, now)
+            moment = now if traded_today and datasets.get(pair[1]).intraday else self.planned_next(pair, now)
             self.store.put(replace(state, next_poll_ts=moment.timestamp()), now.timestamp())
             plan[pair] = moment
         return plan
 
     def is_due(self, pair: tuple[str, str], now: datetime) -> bool:
+        """The pair's one next-poll value (`next_poll_ts`, planned by the poller) has come."""
         state = self.store.get(pair)
         return state.next_poll_ts is None or now.timestamp() >= state.next_poll_ts - 1.0
+
+    def _trades_today(self, market: str, today: date) -> bool:
+        return bool(self.calendars.current.sessions(market, today))
 
     # ---- polling --------------------------------------------------------------------
 
     def poll(self, pair: tuple[str, str], force: bool = False) -> PairState:
-        """Poll `pair` if it is due (or `force`), record the outcome, plan the next poll."""
+        """Poll `pair` if it is due (or `force`), record the outcome and the next poll (one
+        store write); the returned state's `next_poll_ts` is the one value the scheduler plans by."""
         with self._pair_locks[pair]:
             now = self.clock.now()
             if not force and not self.is_due(pair, now):
                 return self.store.get(pair)
             state = self.store.get(pair)
+            if not force and not self._trades_today(state.market, now.date()):
+                # Issue 16.3: a day the market does not trade costs no ISS request. The wake-up
+                # only closes the previous day (judging it needs no request) and plans again; a
+                # calendar edit that opens the day re-plans at once (`replan`).
+                state = self._new_day(state, now)
+                state = replace(state, next_poll_ts=self._plan(state, now).timestamp())
+                self.store.put(state, now.timestamp())
+                return state
             started = time.monotonic()
             try:
                 state = self._poll_once(state, now)
@@ -127,40 +149,47 @@ class Poller:
                 log.warning("poll failed market=%s endpoint=%s reason=%s error=%s",
                             pair[0], pair[1], exc.reason, exc)
             duration = time.monotonic() - started
+            after = self.clock.now()
             state = replace(state, polled=True, polls_total=state.polls_total + 1,
                             duration=state.duration.observe(duration))
-            self.store.put(state, self.clock.timestamp())
-            after = self.clock.now()
-            state = replace(state, next_poll_ts=self.planned_next(pair, after).timestamp())
+            state = replace(state, next_poll_ts=self._plan(state, after).timestamp())
             self.store.put(state, after.timestamp())
             log.debug("polled market=%s endpoint=%s up=%s rows_seen=%d seconds=%.3f",
                       pair[0], pair[1], state.up, state.rows_seen, duration)
             return state
 
+    def _new_day(self, state: PairState, now: datetime) -> PairState:
+        """On the first poll of a day: close the previous day and reset today's cursor."""
+        if state.day == now.date():
+            return state
+        if datasets.get(state.endpoint).intraday and state.day is not None:
+            # Close the previous day: its rows are not read again, so what has not come is missing.
+            state = self._judge(state, now.timestamp(), final=True)
+        if datasets.get(state.endpoint).judges("secids"):
+            state = daily.close_day(state)  # a completely observed day is kept as a previous day
+        return replace(state, day=now.date(), rows_seen=0, last_row_key=None, seen_buckets=frozenset(),
+                       rejected_keys=frozenset(), hi2_present=False, arrivals=MappingProxyType({}),
+                       judged=frozenset())
+
     def _poll_once(self, state: PairState, now: datetime) -> PairState:
         today = now.date()
-        if state.day != today:
-            if state.endpoint != "hi2" and state.day is not None:
-                # Close the previous day: its rows are not read again, so what has not come is missing.
-                state = self._judge(state, now.timestamp(), final=True)
-            state = replace(state, day=today, rows_seen=0, last_row_key=None, seen_buckets=frozenset(),
-                            rejected_keys=frozenset(), hi2_present=False, arrivals=MappingProxyType({}),
-                            judged=frozenset())
+        spec = datasets.get(state.endpoint)
+        state = self._new_day(state, now)
         state = self._with_probe(state, today)
-        if state.endpoint == "hi2":
-            return self._poll_hi2(state, today)
+        if spec.judges("presence"):
+            return self._poll_presence(state, today)
         grew_before = len(state.seen_buckets)
-        if state.endpoint == "obstats":
+        if spec.judges("secids"):
             # The once-a-day download first, the probe's rows after it: rows read before a
             # long download would be stale when the poll ends, and a bucket published
             # meanwhile could pass its grace and show as a hole until the next poll.
             state = self._ensure_prev_day_counts(state, today)
         state = self._poll_rows(state, today)
-        if self._probe_has_no_rows_today(state, now) and self._rechoose_probe(state.market, today, state.probe):
+        if self.probes.has_no_rows_today(state, now) and self.probes.rechoose(state.market, today, state.probe):
             # The previous day's most liquid contract does not trade today (expired): read
             # the new probe's rows in this same poll, so its buckets never look missing.
             state = self._poll_rows(self._with_probe(state, today), today)
-        if state.endpoint == "obstats":
+        if spec.judges("secids"):
             if len(state.seen_buckets) != grew_before or state.secids_day != today:
                 state = self._count_secids(state, today)
         # Judged at the poll's start: every row published by then has just been read.
@@ -173,28 +202,23 @@ class Poller:
                             arrivals=MappingProxyType({}))
         return state
 
-    def _rows_route(self, state: PairState) -> tuple[str, str]:
-        if state.endpoint == "futoi":
-            return FUTOI_TICKER.format(ticker=state.probe), "futoi"
-        return ALGOPACK.format(market=state.market, dataset=state.endpoint) + f"/{state.probe}.json", "data"
-
     def _fetch_rows(self, state: PairState, days: tuple[date, ...], start: int) -> list[dict]:
-        path, block = self._rows_route(state)
+        spec = datasets.get(state.endpoint)
         params = {"from": _day(days[0]), "till": _day(days[-1])}
-        # FUTOI has no cursor and ignores `start` (iss-api.md §11): one request, the whole
-        # answer (~2 x 160 rows for one ticker and day, under its 1000-row cap).
-        futoi = state.endpoint == "futoi"
-        # ...and the whole answer every poll, so only the time columns are asked for
-        # (`futoi.columns`; if ISS ignores it, the client trims the block the same way).
-        result = self.client.get_block(path, params, block=block, required_columns=checks.TIME_COLUMNS,
-                                       all_pages=not futoi, start=0 if futoi else start,
-                                       columns=checks.TIME_COLUMNS if futoi else None)
+        # A "single" dataset (FUTOI) has no cursor and ignores `start` (iss-api.md §11): one
+        # request, the whole answer (~2 x 160 rows for one ticker and day, under its 1000-row
+        # cap), so it asks only for its time columns (`<block>.columns`; if ISS ignores it,
+        # the client trims the block the same way).
+        single = spec.paging == "single"
+        result = self.client.get_block(spec.route(state.market, state.probe), params, block=spec.block,
+                                       required_columns=spec.time_columns, all_pages=not single,
+                                       start=0 if single else start, columns=spec.ask_columns)
         return checks.records(result.table)
 
     def _poll_rows(self, state: PairState, today: date) -> PairState:
         """Read the probe's new rows of today; bad rows are skipped and counted, never fatal."""
         days = checks.polled_dates(self.calendars.current, state.market, today)
-        if state.endpoint == "futoi":
+        if datasets.get(state.endpoint).paging == "single":
             raw = self._fetch_rows(state, days, 0)
             rows_seen, last_key = len(raw), None
         else:
@@ -230,19 +254,20 @@ class Poller:
                             publish_delay_seconds=systime - bucket)
         return state
 
-    def _poll_hi2(self, state: PairState, today: date) -> PairState:
+    def _poll_presence(self, state: PairState, today: date) -> PairState:
+        spec = datasets.get(state.endpoint)
         days = checks.polled_dates(self.calendars.current, state.market, today)
-        path = ALGOPACK.format(market=state.market, dataset="hi2") + f"/{state.probe}.json"
-        result = self.client.get_block(path, {"from": _day(days[0]), "till": _day(days[-1])},
-                                       required_columns=("tradedate", "secid"), all_pages=False)
+        result = self.client.get_block(spec.route(state.market, state.probe),
+                                       {"from": _day(days[0]), "till": _day(days[-1])}, block=spec.block,
+                                       required_columns=spec.time_columns, all_pages=False)
         # Rows loaded before today are another day's (a weekend session's, filed under today).
         present = checks.has_rows_for_day(result.table, days, not_loaded_before=self._start_of_day(today))
         if present and not state.hi2_present:
-            log.info("hi2 published market=%s day=%s", state.market, today)
+            log.info("%s published market=%s day=%s", state.endpoint, state.market, today)
         return replace(state, hi2_present=present)
 
     def _count_secids(self, state: PairState, today: date) -> PairState:
-        path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
+        path = datasets.get(state.endpoint).day_route(state.market)
         newest = None
         start_of_day = self._start_of_day(today)
         for day in checks.polled_dates(self.calendars.current, state.market, today):
@@ -258,40 +283,52 @@ class Poller:
                 return replace(state, secids_interval=None, secids=None)  # unknown, not yesterday's count
             return state
         interval, count = newest
+        state = daily.observe(state, today, interval, count)  # carried over to the next day
         return replace(state, secids_interval=interval, secids=count, secids_day=today)
 
     def _start_of_day(self, day: date) -> float:
         return datetime.combine(day, datetime.min.time(), tzinfo=self.clock.now().tzinfo).timestamp()
 
     def _ensure_prev_day_counts(self, state: PairState, today: date) -> PairState:
-        """Distinct secids per interval of the previous trading day (one download a day):
-        today's newest interval is compared with the SAME interval of that day (§11)."""
+        """Distinct secids per interval of the previous trading day: today's newest interval
+        is compared with the SAME interval of that day (§11). Carried over from what this
+        exporter saw that day (exporter/daily.py); only when that is missing is the day read,
+        as a stream in the background: no poll (and no `/-/ready`) waits for it, and the
+        coverage series stay NaN until it lands."""
         prev = checks.comparison_day(self.calendars.current, state.market, today)
         if prev is None:
             # No earlier day of the same kind (e.g. the first weekend session): nothing to compare.
             return replace(state, prev_day=None, prev_day_max=None, prev_day_counts=None)
         if state.prev_day == prev and state.prev_day_counts is not None:
             return state
-        path = ALGOPACK.format(market=state.market, dataset="obstats") + ".json"
-        counts: dict[str, int] = {}
-        for filed in checks.polled_dates(self.calendars.current, state.market, prev):
-            if filed == prev:
-                result = self.client.get_block(path, {"date": _day(prev)}, required_columns=SECID_COLUMNS,
-                                               columns=SECID_COLUMNS, all_pages=True, max_pages=2000)
-                rows = result.table
-            else:
-                # A weekend session filed under its next trading day: that day's rows loaded on `prev`.
-                result = self.client.get_block(path, {"date": _day(filed)}, required_columns=SECID_COLUMNS,
-                                               columns=(*SECID_COLUMNS, "systime"), all_pages=True, max_pages=2000)
-                rows = checks.loaded_since(result.table, self._start_of_day(prev),
-                                           self._start_of_day(prev + timedelta(days=1)))
-            counts = self._checked(checks.secids_per_interval, rows)
-            if counts:
-                break
-        maximum = checks.max_secids_per_interval(counts)
-        log.info("previous day obstats market=%s day=%s intervals=%d max_secids=%d", state.market, prev,
-                 len(counts), maximum)
-        return replace(state, prev_day=prev, prev_day_max=maximum, prev_day_counts=MappingProxyType(counts))
+        counts = daily.carried(state, prev, today)
+        if counts is not None:
+            state = daily.with_prev_day(state, prev, counts)
+            log.info("previous day %s market=%s day=%s intervals=%d max_secids=%d source=observed", state.endpoint,
+                     state.market, prev, len(counts), state.prev_day_max)
+            return state
+        pair = state.pair
+        self.background.start((*pair, prev), lambda: self._download_prev_day(pair, prev))
+        return replace(state, prev_day=None, prev_day_max=None, prev_day_counts=None)
+
+    def _download_prev_day(self, pair: tuple[str, str], prev: date) -> None:
+        """The background read of `_ensure_prev_day_counts`; lands in the pair's state under
+        its lock (never between a poll's read and write of the state)."""
+        market, endpoint = pair
+        path = datasets.get(endpoint).day_route(market)
+        counts = daily.stream_interval_counts(self.client, path, self.calendars.current, market, prev)
+        with self._pair_locks[pair]:
+            state = self.store.get(pair)
+            if state.day is None or checks.comparison_day(self.calendars.current, market, state.day) != prev:
+                return  # the day moved on meanwhile
+            state = daily.with_prev_day(state, prev, counts)
+            self.store.put(state, self.clock.timestamp())
+        log.info("previous day %s market=%s day=%s intervals=%d max_secids=%d source=download", endpoint, market,
+                 prev, len(counts), state.prev_day_max)
+
+    def wait_background(self, timeout: float | None = 30.0) -> None:
+        """Wait for the background previous-day reads (tests and simulations)."""
+        self.background.drain(timeout)
 
     @staticmethod
     def _checked(check, *args):
@@ -301,75 +338,5 @@ class Poller:
         except checks.RowsError as exc:
             raise IssError("parse", str(exc)) from exc
 
-    # ---- probe instruments ----------------------------------------------------------
-
     def probe_for(self, market: str, endpoint: str, today: date) -> str:
-        market_cfg = self.config.markets[market]
-        if endpoint == "futoi":
-            return market_cfg.futoi_ticker
-        if market_cfg.probe != "auto":
-            return market_cfg.probe
-        return self.auto_probe(market, today)
-
-    def auto_probe(self, market: str, today: date) -> str:
-        """Most liquid contract by the previous trading day's traded value; once per day
-        (re-chosen from today's rows when that contract has none: `_rechoose_probe`)."""
-        cached = self.store.probe(market, today)
-        if cached:
-            return cached
-        with self._probe_lock:
-            cached = self.store.probe(market, today)
-            if cached:
-                return cached
-            path = ALGOPACK.format(market=market, dataset="tradestats") + ".json"
-            prev = self.calendars.current.previous_working_day(today, market)
-            secid = None
-            by = "prev-day"
-            for day, params in ((prev, {"date": _day(prev)}), (today, {"date": _day(today), "latest": 1})):
-                result = self.client.get_block(path, params, required_columns=("secid", "val"),
-                                               columns=("secid", "val"), all_pages=True, max_pages=2000)
-                secid = self._checked(checks.most_liquid, result.table)
-                if secid:
-                    by = "prev-day" if day == prev else "today"
-                    log.info("probe chosen market=%s secid=%s by=tradestats-val day=%s", market, secid, day)
-                    break
-            if not secid:
-                previous = self.store.last_probe(market)
-                if previous is None:
-                    raise IssError("parse", f"no {market} tradestats rows to choose the probe contract from")
-                secid = previous
-                log.warning("probe kept market=%s secid=%s reason=no-rows", market, secid)
-            self.store.set_probe(market, today, secid, by=by)
-            return secid
-
-    def _probe_has_no_rows_today(self, state: PairState, now: datetime) -> bool:
-        """An `auto` probe chosen by yesterday's value with no row of today although the
-        first bucket of today is at its missing deadline (the rhythm's last poll before it)."""
-        if state.endpoint in ("hi2", "futoi") or self.config.markets[state.market].probe != "auto":
-            return False
-        choice = self.store.probe_choice(state.market, now.date())
-        if choice is None or choice.by != "prev-day" or state.seen_buckets:
-            return False
-        if choice.checked_ts is not None and now.timestamp() - choice.checked_ts < PROBE_RECHECK_SECONDS:
-            return False
-        soon = now + DEADLINE_MARGIN + timedelta(seconds=1)
-        return bool(self.calendars.current.due_buckets(state.market, soon, self.params.grace.total_seconds()))
-
-    def _rechoose_probe(self, market: str, today: date, old: str | None) -> bool:
-        """Choose the probe again from today's rows (`latest=1`); True when it changed."""
-        with self._probe_lock:
-            choice = self.store.probe_choice(market, today)
-            if choice is None or choice.by != "prev-day" or choice.secid != old:
-                return choice is not None and choice.secid != old  # another pair re-chose already
-            path = ALGOPACK.format(market=market, dataset="tradestats") + ".json"
-            result = self.client.get_block(path, {"date": _day(today), "latest": 1},
-                                           required_columns=("secid", "val"), columns=("secid", "val"),
-                                           all_pages=True, max_pages=2000)
-            secid = self._checked(checks.most_liquid, result.table)
-            if not secid or secid == old:
-                # Nobody traded yet (or the old one leads after all): ask again a while later.
-                self.store.set_probe(market, today, choice.secid, by="prev-day", checked_ts=self.clock.timestamp())
-                return False
-            log.warning("probe re-chosen market=%s old=%s new=%s reason=no-rows-today", market, old, secid)
-            self.store.set_probe(market, today, secid, by="today")
-            return True
+        return self.probes.probe_for(market, endpoint, today)  # exporter/probes.py

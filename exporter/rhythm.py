@@ -9,17 +9,19 @@ until the next session's first bucket is due.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from .calendar import BUCKET_SECONDS, Calendar
+from .checks import lag_reaches
 
 MIN_STEP = timedelta(seconds=1)
 # Poll this long before a deadline (missing-bucket grace, lag threshold), so the last
 # chance to see the data happens before the alert condition, not after it.
 DEADLINE_MARGIN = timedelta(seconds=5)
-HI2_LEAD = timedelta(minutes=15)        # start looking for hi2 before its deadline
-HI2_SLOW_AFTER = timedelta(minutes=30)  # then poll 5x less often while it stays missing
+DAILY_LEAD = timedelta(minutes=15)        # start looking for a daily dataset before its deadline
+DAILY_SLOW_AFTER = timedelta(minutes=30)  # then poll 5x less often while it stays missing
 FAR_FUTURE = timedelta(hours=6)         # re-plan at least this often (calendar edits)
 FUTURE_SLACK = timedelta(seconds=60)    # a bucket ending later than now + this is not published yet
 
@@ -59,7 +61,7 @@ def first_pending_bucket(calendar: Calendar, market: str, now: datetime, last_se
 
 def next_intraday_poll(calendar: Calendar, market: str, now: datetime, last_seen: float | None,
                        last_systime: float | None, params: RhythmParams) -> datetime:
-    """Next poll moment for tradestats/orderstats/obstats/futoi of `market`."""
+    """Next poll moment of an intraday dataset of `market`."""
     bucket = first_pending_bucket(calendar, market, now, last_seen, params)
     if bucket is None:
         upcoming = calendar.next_session_start(market, now)
@@ -76,26 +78,26 @@ def next_intraday_poll(calendar: Calendar, market: str, now: datetime, last_seen
             candidates.append(before_missing)
     session = calendar.current_session(market, now)
     if session is not None:
-        base = max(session.start.timestamp(), last_systime or 0.0)
-        before_threshold = datetime.fromtimestamp(base, now.tzinfo) + params.threshold - 2 * DEADLINE_MARGIN
+        reaches = lag_reaches(params.threshold.total_seconds(), last_systime, session.start.timestamp())
+        before_threshold = datetime.fromtimestamp(reaches, now.tzinfo) - 2 * DEADLINE_MARGIN
         if before_threshold > now:
             candidates.append(before_threshold)
     return max(min(candidates), now + MIN_STEP)
 
 
-def next_hi2_poll(calendar: Calendar, market: str, now: datetime, present_today: bool,
-                  params: RhythmParams) -> datetime:
-    """hi2 is published once a day: look for it from shortly before the deadline until found."""
-    deadline = calendar.hi2_deadline(market, now.date())
+def next_daily_poll(deadline_of: Callable[[date], datetime | None], now: datetime, present_today: bool,
+                    params: RhythmParams) -> datetime:
+    """A daily dataset (hi2) is published once a day: look for it from shortly before the
+    day's deadline (`deadline_of(day)`, None on a day without one) until found."""
+    deadline = deadline_of(now.date())
     if deadline is not None and not present_today:
-        start = deadline - HI2_LEAD
+        start = deadline - DAILY_LEAD
         if now < start:
             return start
-        interval = params.interval if now < deadline + HI2_SLOW_AFTER else 5 * params.interval
+        interval = params.interval if now < deadline + DAILY_SLOW_AFTER else 5 * params.interval
         return now + interval
     for days_ahead in range(1, 31):
-        day = now.date() + timedelta(days=days_ahead)
-        upcoming = calendar.hi2_deadline(market, day)
+        upcoming = deadline_of(now.date() + timedelta(days=days_ahead))
         if upcoming is not None:
-            return min(upcoming - HI2_LEAD, now + FAR_FUTURE)
+            return min(upcoming - DAILY_LEAD, now + FAR_FUTURE)
     return now + FAR_FUTURE

@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import threading
 import time as _time
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
@@ -228,17 +227,8 @@ class PollScheduler:
         for pair in self.poller.store.snapshot.pairs:
             if pair in self.running():
                 continue
-            self.reschedule(pair, self._replan(pair, now))
-
-    def _replan(self, pair: tuple[str, str], now: datetime) -> datetime:
-        """Plan `pair` afresh and record it in its state too: the poller's due check reads
-        the state, so a job moved earlier without it would fire and find nothing due. Under
-        the poller's lock of that pair, so it never overwrites the result of a poll."""
-        with self.poller._pair_locks[pair]:
-            moment = self.poller.planned_next(pair, now)
-            store = self.poller.store
-            store.put(replace(store.get(pair), next_poll_ts=moment.timestamp()), now.timestamp())
-            return moment
+            # The poller plans and records the one next-poll value; the job follows it.
+            self.reschedule(pair, self.poller.replan(pair, now))
 
     # ---- clock jumps ----------------------------------------------------------------
 

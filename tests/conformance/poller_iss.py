@@ -68,7 +68,9 @@ class Exporter:
 
     def poll(self, pair: tuple[str, str], moment: datetime):
         self.clock.set(moment)
-        return self.app.poller.poll(pair, force=True)
+        self.app.poller.poll(pair, force=True)
+        self.app.poller.wait_background()  # previous-day reads run in the background (exporter/daily.py)
+        return self.app.store.get(pair)
 
     def run_until(self, end: datetime) -> None:
         """Poll every pair when the poller plans it (as the scheduler would) until `end`."""
@@ -84,6 +86,7 @@ class Exporter:
             for pair in store.snapshot.pairs:
                 if poller.is_due(pair, self.clock.now()):
                     poller.poll(pair)
+                    poller.wait_background()
 
     def metrics(self) -> dict:
         out = {}

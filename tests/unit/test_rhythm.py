@@ -6,7 +6,7 @@ import pytest
 
 from exporter.calendar import parse_calendar
 from exporter.clock import MSK
-from exporter.rhythm import RhythmParams, first_pending_bucket, next_hi2_poll, next_intraday_poll
+from exporter.rhythm import RhythmParams, first_pending_bucket, next_daily_poll, next_intraday_poll
 
 CAL = parse_calendar({
     "timezone": "Europe/Moscow",
@@ -75,7 +75,7 @@ def test_holiday_and_night_wait_for_next_working_session():
     (at(18, 50), True, at(0, 50, day=26)),    # found: nothing until tomorrow (re-planned every 6 h)
 ])
 def test_hi2_rhythm(now, present, expected):
-    assert next_hi2_poll(CAL, "eq", now, present, PARAMS) == expected
+    assert next_daily_poll(lambda day: CAL.hi2_deadline("eq", day), now, present, PARAMS) == expected
 
 
 def test_a_bucket_from_the_future_never_moves_the_next_poll():

@@ -1,0 +1,104 @@
+"""The probe instrument of a pair: configured, or `auto` (FO: the most liquid contract).
+
+`auto` is chosen once a day by the previous trading day's summed traded value (`val` of the
+all-instruments tradestats day, read page by page: exporter/daily.py), kept in the
+StateStore (persisted with it, so a restart the same day reads nothing), and chosen again
+from today's rows (`latest=1`) when that contract has no row today (it expired).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date, datetime, timedelta
+
+from . import daily, datasets
+from .iss import IssError
+from .rhythm import DEADLINE_MARGIN
+from .state import PairState
+
+log = logging.getLogger("exporter.probes")
+
+# While the `auto` probe has no row today, look at today's rows for a new one at most this often.
+PROBE_RECHECK_SECONDS = 300.0
+
+
+class Probes:
+    """Probe choice for the poller; shares its client, calendars, clock, store and rhythm."""
+
+    def __init__(self, config, client, calendars, clock, store, params):
+        self.config = config
+        self.client = client
+        self.calendars = calendars
+        self.clock = clock
+        self.store = store
+        self.params = params
+        self._lock = threading.Lock()
+
+    def probe_for(self, market: str, endpoint: str, today: date) -> str:
+        market_cfg = self.config.markets[market]
+        setting = datasets.get(endpoint).probe_setting
+        if setting != "probe":
+            return getattr(market_cfg, setting)   # e.g. FUTOI's ticker
+        if market_cfg.probe != "auto":
+            return market_cfg.probe
+        return self.auto_probe(market, today)
+
+    def auto_probe(self, market: str, today: date) -> str:
+        """Most liquid contract by the previous trading day's traded value; once per day
+        (re-chosen from today's rows when that contract has none: `rechoose`)."""
+        cached = self.store.probe(market, today)
+        if cached:
+            return cached
+        with self._lock:
+            cached = self.store.probe(market, today)
+            if cached:
+                return cached
+            path = datasets.liquidity().day_route(market)
+            prev = self.calendars.current.previous_working_day(today, market)
+            secid = None
+            by = "prev-day"
+            for day, params in ((prev, {"date": prev.isoformat()}), (today, {"date": today.isoformat(), "latest": 1})):
+                secid = daily.stream_most_liquid(self.client, path, params)  # page by page
+                if secid:
+                    by = "prev-day" if day == prev else "today"
+                    log.info("probe chosen market=%s secid=%s by=tradestats-val day=%s", market, secid, day)
+                    break
+            if not secid:
+                previous = self.store.last_probe(market)
+                if previous is None:
+                    raise IssError("parse", f"no {market} tradestats rows to choose the probe contract from")
+                secid = previous
+                log.warning("probe kept market=%s secid=%s reason=no-rows", market, secid)
+            self.store.set_probe(market, today, secid, by=by)
+            return secid
+
+    def has_no_rows_today(self, state: PairState, now: datetime) -> bool:
+        """An `auto` probe chosen by yesterday's value with no row of today although the
+        first bucket of today is at its missing deadline (the rhythm's last poll before it)."""
+        spec = datasets.get(state.endpoint)
+        if not spec.intraday or spec.probe_setting != "probe" or self.config.markets[state.market].probe != "auto":
+            return False
+        choice = self.store.probe_choice(state.market, now.date())
+        if choice is None or choice.by != "prev-day" or state.seen_buckets:
+            return False
+        if choice.checked_ts is not None and now.timestamp() - choice.checked_ts < PROBE_RECHECK_SECONDS:
+            return False
+        soon = now + DEADLINE_MARGIN + timedelta(seconds=1)
+        return bool(self.calendars.current.due_buckets(state.market, soon, self.params.grace.total_seconds()))
+
+    def rechoose(self, market: str, today: date, old: str | None) -> bool:
+        """Choose the probe again from today's rows (`latest=1`); True when it changed."""
+        with self._lock:
+            choice = self.store.probe_choice(market, today)
+            if choice is None or choice.by != "prev-day" or choice.secid != old:
+                return choice is not None and choice.secid != old  # another pair re-chose already
+            path = datasets.liquidity().day_route(market)
+            secid = daily.stream_most_liquid(self.client, path, {"date": today.isoformat(), "latest": 1})
+            if not secid or secid == old:
+                # Nobody traded yet (or the old one leads after all): ask again a while later.
+                self.store.set_probe(market, today, choice.secid, by="prev-day", checked_ts=self.clock.timestamp())
+                return False
+            log.warning("probe re-chosen market=%s old=%s new=%s reason=no-rows-today", market, old, secid)
+            self.store.set_probe(market, today, secid, by="today")
+            return True
