@@ -15,6 +15,7 @@ Then a corrupt state file: the process starts, warns once, polls, and writes a g
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import signal
 import time
@@ -184,3 +185,50 @@ def test_unwritable_storage_path_warns_counts_and_keeps_polling(tmp_path):
         iss.stop()
     log_text = proc.log_path.read_text(errors="replace")
     assert log_text.count("state not saved") == 1 and "Traceback" not in log_text, log_text[-2000:]
+
+
+def test_state_of_the_previous_day_is_its_comparison_data_and_its_cursors_are_dropped(tmp_path, caplog):
+    """Day 1 watched from before its first session to its end, stopped; day 2 starts from
+    that state: the secid comparison day comes from day 1's own observations (no download),
+    day 1's cursors and verdicts are dropped, and day 1 is not judged again on day 2."""
+    from exporter.app import ExporterApp
+
+    from .exporter_sim import Simulation
+
+    data = tmp_path / "data"
+    # FX only (07:00-19:00): a whole watched day in seconds of simulation.
+    markets = {"eq": {"enabled": False}, "fo": {"enabled": False},
+               "fx": {"enabled": True, "endpoints": ["tradestats", "obstats"]}}
+    sim = Simulation(tmp_path, at(6, 55, day=24), markets=markets)
+    try:
+        sim.app.client.close()
+        sim.app = ExporterApp(sim.config, sim.clock, storage_path=str(data))
+        sim.app.poller.plan_startup(sim.clock.now())
+        sim.run_until(at(23, 59, day=24))
+        sim.app.storage.write()                      # what the clean stop writes
+        day1 = {pair: state for pair, state in sim.app.store.snapshot.pairs.items()}
+        sim.app.client.close()
+
+        sim.clock.set(at(6, 55, day=25))
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="exporter")
+        sim.app = ExporterApp(sim.config, sim.clock, storage_path=str(data))
+        assert sim.app.storage.loaded
+        assert sim.app.poller.started_ts == sim.clock.timestamp()   # an earlier day's state: judging starts anew
+        sim.app.poller.plan_startup(sim.clock.now())
+        sim.run_until(at(8, 30, day=25))
+        log_text = "\n".join(r.getMessage() for r in caplog.records)
+        assert "previous day obstats market=fx day=2026-11-24" in log_text, log_text[-3000:]
+        assert "source=observed" in log_text, log_text[-3000:]
+        assert "obstats" not in "\n".join(line for line in log_text.splitlines() if "source=download" in line)
+        for pair, state in sim.app.store.snapshot.pairs.items():
+            if pair[1] == "hi2":
+                continue
+            assert state.day == at(0, 0, day=25).date(), pair
+            assert all(bucket >= at(0, 0, day=25).timestamp() for bucket in state.judged), pair
+            assert state.judged, pair
+            # Day 2's verdicts come on top of day 1's (counters are kept), none of day 1's twice.
+            day2 = sum(state.buckets_total.values()) - sum(day1[pair].buckets_total.values())
+            assert day2 == len(state.judged), (pair, day2, len(state.judged))
+    finally:
+        sim.close()
