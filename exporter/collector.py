@@ -29,7 +29,7 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from . import __version__, checks, datasets, slo
+from . import __version__, checks, datasets, derived, slo
 from .calendar import Calendar, CalendarStore
 from .clock import Clock
 from .config import PollConfig, SloConfig
@@ -37,7 +37,7 @@ from .iss import IssStats
 from .state import ERROR_REASONS, REJECT_REASONS, PairState, StateStore
 
 NAN = math.nan
-MAX_MISSING_SERIES = 200  # per pair; a whole stopped day is ~170 buckets
+MAX_MISSING_SERIES = derived.MAX_MISSING_SERIES
 
 
 def _value(value: float | None) -> float:
@@ -55,6 +55,7 @@ class AlgopackCollector(Collector):
         self.delay_threshold_seconds = float(delay_threshold_seconds)
         self.publish_grace_seconds = float(poll.publish_grace_seconds)
         self.missing_window_seconds = float(poll.missing_window_seconds)
+        self.holes = derived.HolesCache(self.publish_grace_seconds, self.missing_window_seconds)
         self.markets = tuple(markets)
         self.slo_config = slo_config or SloConfig()
 
@@ -186,7 +187,6 @@ class AlgopackCollector(Collector):
                                   labels=[*labels, "secid"])
         next_poll = GaugeMetricFamily("algopack_next_poll_timestamp_seconds", "When this pair is polled next",
                                       labels=labels)
-        today = now.date()
         for state in states:
             key = [state.market, state.endpoint]
             if state.probe:
@@ -203,19 +203,14 @@ class AlgopackCollector(Collector):
                 lag.add_metric(key, checks.lag_seconds(now_ts, state.last_systime_ts, session.start.timestamp(), True))
             else:
                 lag.add_metric(key, 0.0)  # outside a session, or nothing known yet since start
-            runs: list[list[datetime]] = []
-            if state.polled and state.day == today and spec.judges("holes"):
-                due = calendar.due_buckets(state.market, now, self.publish_grace_seconds)
-                runs = checks.missing_runs(due, state.seen_buckets)
-            holes = [bucket for run in runs for bucket in run]
-            missing.add_metric(key, float(len(holes)))
-            recent_since = now_ts - self.publish_grace_seconds - self.missing_window_seconds
-            missing_recent.add_metric(key, float(sum(1 for hole in holes if hole.timestamp() >= recent_since)))
-            for run in runs:
-                if run[-1].timestamp() >= recent_since:
-                    missing_run.add_metric([*key, run[0].strftime("%H:%M")], float(len(run)))
-            for bucket in holes[-MAX_MISSING_SERIES:]:
-                missing_each.add_metric([*key, bucket.strftime("%H:%M")], bucket.timestamp())
+            # Holes change only with the state, the calendar or a known moment (exporter/derived.py).
+            holes = self.holes.view(calendar, state, now) if spec.judges("holes") else derived.EMPTY
+            missing.add_metric(key, float(holes.missing))
+            missing_recent.add_metric(key, float(holes.recent))
+            for since, count in holes.runs:
+                missing_run.add_metric([*key, since], float(count))
+            for label, bucket_ts in holes.each:
+                missing_each.add_metric([*key, label], bucket_ts)
         yield from (last_tradetime, last_systime, lag, publish_delay, missing, missing_recent, missing_run,
                     missing_each, probe, next_poll)
 
