@@ -80,6 +80,15 @@ def test_round_trip_keeps_every_field_but_the_process_health(tmp_path):
     assert loaded.snapshot.probes == snapshot.probes
 
 
+def test_volatile_and_urgent_names_are_state_fields():
+    """A renamed health field would otherwise be persisted (a restarted exporter would look
+    polled and up before its first poll)."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(PairState)}
+    assert storage.VOLATILE <= names and set(storage.URGENT) <= names
+
+
 def test_codec_is_generic_and_strict():
     assert decode(encode({1.5: 2.0}), dict[float, float]) == {1.5: 2.0}
     assert decode(encode(frozenset({("a", 1)})), frozenset[tuple]) == frozenset({("a", 1)})
