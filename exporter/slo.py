@@ -11,9 +11,10 @@ A bucket ending at T whose row carries SYSTIME S (delay = S - T) is
 The verdict depends only on the row's own SYSTIME, never on when we polled it, so a backlog
 read in one poll is judged bucket by bucket by when ISS published each one.
 
-Only buckets ending after `since_ts` (the exporter's start) are judged: nothing is persisted
-across restarts yet, and a bucket due before the start may have been counted by the previous
-process already. Rejected rows (algopack_rows_rejected_total) never reach `arrivals`.
+Only buckets ending after `since_ts` are judged: the exporter's start, or the start of today's
+persisted state (exporter/storage.py, --storage.path); a bucket due before it may have been
+counted by the previous process already. Rejected rows (algopack_rows_rejected_total) never
+reach `arrivals`.
 """
 
 from __future__ import annotations
