@@ -1,6 +1,6 @@
 """The exchange's own calendar, read from ISS (iss-api.md §8, §11) through any client with
-`get_block(path, params, block, required_columns=(), all_pages=True)` (the exporter's
-`IssClient`, or a fake).
+`get_block(path, params, block, required_columns=(), all_pages=True)` answering with a
+`.table` (an `exporter.table.Table`): the exporter's `IssClient`, or a fake.
 
     fetch_off_days(client, date_from, date_till) -> {day: IssDay}
     fetch_session_hours(client, date_from, date_till) -> {market: {day: [["HH:MM", "HH:MM"], ...]}}
@@ -100,14 +100,9 @@ def _first_column(columns: list[str], *candidates: str) -> str | None:
 
 def _block(client, path: str, params: dict, block: str) -> tuple[list[str], list[dict[str, Any]]]:
     """(lower-case columns, one dict per row) of one block, all pages; IssError passes."""
-    result = client.get_block(path, params, block, required_columns=(), all_pages=True)
-    table = getattr(result, "table", None)
-    if table is not None:
-        columns, rows = [str(c).lower() for c in table.columns], table.rows
-    else:  # a client that still answers with a DataFrame
-        frame = result.frame
-        columns, rows = [str(c).lower() for c in frame.columns], list(frame.itertuples(index=False, name=None))
-    return columns, [dict(zip(columns, row, strict=True)) for row in rows]
+    table = client.get_block(path, params, block, required_columns=(), all_pages=True).table
+    columns = [str(c).lower() for c in table.columns]
+    return columns, [dict(zip(columns, row, strict=True)) for row in table.rows]
 
 
 def _get(client, path: str, params: dict, block: str, where: str) -> tuple[list[str], list[dict[str, Any]]]:
