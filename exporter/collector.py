@@ -118,7 +118,7 @@ class AlgopackCollector(Collector):
                 continue
             deadline = spec.deadline(calendar, market, today)
             expected.add_metric([market], 1.0 if deadline is not None and now >= deadline else 0.0)
-            present.add_metric([market], 1.0 if state.hi2_present and state.day == today else 0.0)
+            present.add_metric([market], 1.0 if state.published and state.day == today else 0.0)
         yield from (present, expected)
 
     def _secid_families(self, spec: datasets.Dataset, pairs):

@@ -49,7 +49,7 @@ class Poller:
                                                 poll.interval_seconds, config.delay_threshold_seconds)
         self.grace_seconds = float(poll.publish_grace_seconds)
         self.window_seconds = float(poll.missing_window_seconds)
-        # Buckets ending before the start are never judged (slo.py: no persisted state yet).
+        # Buckets ending before the start of the day's state are never judged (storage.py may move it back).
         self.started_ts = clock.timestamp()
         self._pair_locks = {pair: threading.Lock() for pair in store.snapshot.pairs}
         self.probes = Probes(config, client, calendars, clock, store, self.params)
@@ -75,7 +75,7 @@ class Poller:
         market, endpoint = state.pair
         spec = datasets.get(endpoint)
         if not spec.intraday:
-            present = state.hi2_present and state.day == now.date()
+            present = state.published and state.day == now.date()
             return next_daily_poll(lambda day: spec.deadline(calendar, market, day), now, present, self.params)
         last_seen = max(state.seen_buckets) if state.seen_buckets and state.day == now.date() else None
         planned = next_intraday_poll(calendar, market, now, last_seen, state.last_systime_ts, self.params)
@@ -168,7 +168,7 @@ class Poller:
         if datasets.get(state.endpoint).judges("secids"):
             state = daily.close_day(state)  # a completely observed day is kept as a previous day
         return replace(state, day=now.date(), rows_seen=0, last_row_key=None, seen_buckets=frozenset(),
-                       rejected_keys=frozenset(), hi2_present=False, arrivals=MappingProxyType({}),
+                       rejected_keys=frozenset(), published=False, arrivals=MappingProxyType({}),
                        judged=frozenset())
 
     def _poll_once(self, state: PairState, now: datetime) -> PairState:
@@ -262,9 +262,9 @@ class Poller:
                                        required_columns=spec.time_columns, all_pages=False)
         # Rows loaded before today are another day's (a weekend session's, filed under today).
         present = checks.has_rows_for_day(result.table, days, not_loaded_before=self._start_of_day(today))
-        if present and not state.hi2_present:
+        if present and not state.published:
             log.info("%s published market=%s day=%s", state.endpoint, state.market, today)
-        return replace(state, hi2_present=present)
+        return replace(state, published=present)
 
     def _count_secids(self, state: PairState, today: date) -> PairState:
         path = datasets.get(state.endpoint).day_route(state.market)

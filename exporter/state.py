@@ -85,8 +85,8 @@ class PairState:
     # secids} from the `latest=1` read after each bucket; today's, and the last completely
     # observed days, which become `prev_day_counts` with no download.
     observed_counts: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
-    # hi2: presence for `day`.
-    hi2_present: bool = False
+    # A daily dataset (hi2, datasets.py `presence`): published for `day`.
+    published: bool = False
     # Feed SLO (exporter/slo.py): earliest accepted SYSTIME per probe bucket of `day`, the
     # buckets of `day` judged already, and the verdicts since start.
     arrivals: Mapping[float, float] = field(default_factory=lambda: MappingProxyType({}))
