@@ -122,6 +122,19 @@ class Poller:
     def _trades_today(self, market: str, today: date) -> bool:
         return bool(self.calendars.current.sessions(market, today))
 
+    # ---- what the scheduler sees: jobs (pairs), each with one next time ---------------
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self.store.snapshot.pairs)
+
+    def run(self, pair: tuple[str, str]) -> datetime:
+        """Poll `pair` when due and return its next poll moment (the one value)."""
+        state = self.poll(pair)
+        if state.next_poll_ts is None:
+            return self.planned_next(pair)
+        return datetime.fromtimestamp(state.next_poll_ts, self.clock.now().tzinfo)
+
     # ---- polling --------------------------------------------------------------------
 
     def poll(self, pair: tuple[str, str], force: bool = False) -> PairState:

@@ -23,6 +23,10 @@ ends, which at night can be hours. A watchdog thread compares the clock with the
 monotonic clock every `WATCH_SECONDS`; on a jump it re-plans every pair from the new
 "now" (state and job), which also wakes the scheduler.
 
+The scheduler knows the poller only as jobs with a next time: `pairs`, `plan_startup(now)`
+(first moments), `run(pair)` (poll, return the next moment: the one value, also published
+as the pair's `next_poll_ts`), `planned_next(pair, now)` and `replan(pair, now)`.
+
 Besides the polls there is one rare job, `calendar-sync` (config `calendar.sync`): it runs
 on its own one-thread executor, so a slow ISS calendar answer never delays a poll.
 """
@@ -113,7 +117,7 @@ class PollScheduler:
     def __init__(self, poller: Poller, clock: Clock, max_workers: int = 2):
         self.poller = poller
         self.clock = clock
-        pairs = list(poller.store.snapshot.pairs)
+        pairs = list(poller.pairs)
         # One worker per pair: a pair never waits for another pair's poll (issue 14). A
         # bigger `max_workers` is allowed but unused (a job never runs twice at once).
         self.workers = max(max_workers, len(pairs), 1)
@@ -174,9 +178,7 @@ class PollScheduler:
             self._skip_logged.discard(pair)
         moment: datetime | None = None
         try:
-            state = self.poller.poll(pair)
-            if state.next_poll_ts is not None:
-                moment = datetime.fromtimestamp(state.next_poll_ts, MSK)
+            moment = self.poller.run(pair)
         except Exception:  # a bug must not kill the job: log it and try again later
             log.exception("poll crashed market=%s endpoint=%s", *pair)
             moment = self.clock.now() + timedelta(seconds=60)
@@ -224,7 +226,7 @@ class PollScheduler:
         """Re-plan every pair from now (after a calendar change or a clock jump): its
         state's next poll and its job. A pair whose poll is running re-plans when it ends."""
         now = self.clock.now()
-        for pair in self.poller.store.snapshot.pairs:
+        for pair in self.poller.pairs:
             if pair in self.running():
                 continue
             # The poller plans and records the one next-poll value; the job follows it.

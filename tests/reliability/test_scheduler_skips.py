@@ -25,7 +25,7 @@ class SlowPoller:
     """Just what PollScheduler uses; `poll` blocks until released."""
 
     def __init__(self):
-        self.store = SimpleNamespace(snapshot=SimpleNamespace(pairs={PAIR: None}))
+        self.pairs = (PAIR,)
         self.started = threading.Event()
         self.release = threading.Event()
         self.polls = 0
@@ -41,6 +41,9 @@ class SlowPoller:
         self.started.set()
         self.release.wait(20)
         return SimpleNamespace(next_poll_ts=(datetime.now(MSK) + timedelta(minutes=5)).timestamp())
+
+    def run(self, pair):
+        return datetime.fromtimestamp(self.poll(pair).next_poll_ts, MSK)
 
 
 def test_a_run_due_while_the_previous_one_runs_is_skipped_quietly_and_replanned(caplog):
