@@ -1,8 +1,9 @@
 """ISS-shaped answers written from iss-api.md §11 (and §4 where §11 does not contradict it)
 go through the real IssClient over HTTP. Each fixture's docstring names the fact it encodes.
 
-The stand-in ISS is the scripted loopback server of the unit tests (`FakeIss`): it answers
-what the fixture says and records every request.
+The stand-in ISS is the shared scripted loopback server (`tests.support.FakeIss`, the `iss`
+fixture of tests/conformance/conftest.py): it answers what the fixture says and records every
+request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from exporter.config import IssConfig
 from exporter.iss import IssClient, IssError, IssStats
-from tests.unit.test_iss_client import FakeIss, Reply, Seen, js
+from tests.support import FakeIss, Reply, Seen, js
 
 DAY = "2026-11-25"
 EQ_TRADESTATS = ["tradedate", "tradetime", "secid", "pr_open", "pr_high", "pr_low", "pr_close", "pr_std", "vol",
@@ -99,13 +100,6 @@ def error_message_answer(seen: Seen) -> Reply:
                        "data": [["Неверное значение параметра date: 2026-02-30"]]}})
 
 
-@pytest.fixture
-def iss():
-    server = FakeIss()
-    yield server
-    server.close()
-
-
 def client(iss: FakeIss, **overrides) -> IssClient:
     values = dict(base_url=iss.url, timeout_seconds=5.0, retries=2, backoff_seconds=0.0)
     values.update(overrides)
@@ -113,7 +107,7 @@ def client(iss: FakeIss, **overrides) -> IssClient:
 
 
 def test_futoi_is_read_in_one_request_whatever_start_says(iss):
-    iss.route = futoi_answer
+    iss.reply = futoi_answer
     with client(iss) as c:
         result = c.get_block(FUTOI_PATH, {"from": DAY, "till": DAY}, block="futoi",
                              required_columns=("tradedate", "tradetime", "systime"))
@@ -124,14 +118,14 @@ def test_futoi_is_read_in_one_request_whatever_start_says(iss):
 
 
 def test_futoi_at_the_1000_row_cap_is_marked_truncated(iss):
-    iss.route = futoi_full_answer
+    iss.reply = futoi_full_answer
     with client(iss) as c:
         result = c.get_block("/iss/analyticalproducts/futoi/securities.json", {"date": DAY}, block="futoi")
     assert len(iss.seen) == 1 and len(result.table) == 1000 and result.truncated
 
 
 def test_supercandles_page_across_the_cursor_and_upper_case_systime(iss):
-    iss.route = supercandles_answer(2500)
+    iss.reply = supercandles_answer(2500)
     with client(iss) as c:
         result = c.get_block(SBER_PATH, {"from": DAY, "till": DAY},
                              required_columns=("tradedate", "tradetime", "systime"))
@@ -141,14 +135,14 @@ def test_supercandles_page_across_the_cursor_and_upper_case_systime(iss):
 
 
 def test_apim_401_is_auth(iss):
-    iss.route = apim_bad_key
+    iss.reply = apim_bad_key
     with client(iss, auth="apikey", api_key="k-0123456789") as c, pytest.raises(IssError) as info:
         c.get_block(SBER_PATH)
     assert info.value.reason == "auth" and info.value.status == 401
 
 
 def test_subscribers_page_is_auth_and_named(iss):
-    iss.route = subscribers_page
+    iss.reply = subscribers_page
     with client(iss) as c, pytest.raises(IssError) as info:
         c.get_block(SBER_PATH)
     assert info.value.reason == "auth" and "subscribers" in info.value.message
@@ -156,7 +150,7 @@ def test_subscribers_page_is_auth_and_named(iss):
 
 @pytest.mark.parametrize("fixture", [throttling_403, rate_limit_429])
 def test_throttling_is_throttled_and_pauses_the_whole_client(iss, fixture):
-    iss.route = fixture
+    iss.reply = fixture
     with client(iss) as c:
         with pytest.raises(IssError) as info:
             c.get_block(SBER_PATH)
@@ -186,7 +180,7 @@ def test_throttling_403_never_logs_in_again(iss):
             return 200, {"Set-Cookie": "MicexPassportCert=c1; Path=/", "Content-Type": "text/plain"}, b"ok"
         return throttling_403(seen)
 
-    iss.route = route
+    iss.reply = route
     with client(iss, auth="passport", passport_url=f"{iss.url}/authenticate", passport_login="u",
                 passport_password="p-secret") as c, pytest.raises(IssError) as info:
         c.get_block(SBER_PATH)
@@ -196,7 +190,7 @@ def test_throttling_403_never_logs_in_again(iss):
 
 @pytest.mark.parametrize("block,path", [("data", SBER_PATH), ("futoi", FUTOI_PATH)])
 def test_error_message_answer_is_iss_error_with_iss_text(iss, block, path):
-    iss.route = error_message_answer
+    iss.reply = error_message_answer
     with client(iss) as c, pytest.raises(IssError) as info:
         c.get_block(path, block=block, required_columns=("tradedate", "tradetime", "systime"))
     assert info.value.reason == "iss_error"  # old main: "parse", block/columns missing

@@ -209,8 +209,8 @@ def test_drip_knob_fails_on_the_whole_request_deadline(clean, headers):
 
 
 def test_redirect_knob_same_host_followed_other_host_refused(clean):
-    from tests.unit.test_iss_client import FakeIss, js
-    foreign = FakeIss(route=lambda seen: js({"data": {"columns": ["tradedate"], "data": []}}))
+    from tests.support import FakeIss, js
+    foreign = FakeIss(reply=lambda seen: js({"data": {"columns": ["tradedate"], "data": []}}))
     try:
         with make_client(clean) as client:
             set_fault(clean, "redirect", market="eq", dataset="tradestats",

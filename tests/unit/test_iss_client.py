@@ -8,9 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -27,6 +25,7 @@ from exporter.iss import (
     parse_retry_after,
 )
 from sandbox.procs import free_port
+from tests.support import FakeIss, Reply, Seen, js
 
 LOGIN, PASSWORD, API_KEY = "robot@example.com", "pa55-Very-Secret", "key-0123456789abcdef"
 COLUMNS = ["TRADEDATE", "TRADETIME", "SECID", "SYSTIME"]
@@ -35,64 +34,6 @@ COLUMNS = ["TRADEDATE", "TRADETIME", "SECID", "SYSTIME"]
 def rows(n: int, first: int = 0) -> list[list]:
     return [["2026-11-25", f"10:{(first + i) % 60:02d}:00", "SBER", "2026-11-25 10:05:11"]
             for i in range(n)]
-
-
-@dataclass
-class Seen:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-
-
-Reply = tuple[int, dict[str, str], bytes]
-
-
-@dataclass
-class FakeIss:
-    """`route(seen) -> (status, headers, body)`; every request is recorded in `seen`."""
-
-    route: Callable[[Seen], Reply] | None = None
-    seen: list[Seen] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                parts = urlsplit(self.path)
-                params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-                seen = Seen(parts.path, params, {k.lower(): v for k, v in self.headers.items()})
-                fake.seen.append(seen)
-                status, headers, body = fake.route(seen)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def data_requests(self) -> list[Seen]:
-        return [s for s in self.seen if s.path.startswith("/iss/")]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def js(payload: object, status: int = 200, extra: dict[str, str] | None = None) -> Reply:
-    return status, {"Content-Type": "application/json; charset=utf-8", **(extra or {})}, json.dumps(payload).encode()
 
 
 def page(data: list[list], cursor: tuple[int, int, int] | None | str = "one-page", columns=COLUMNS) -> dict:
@@ -131,7 +72,7 @@ def test_paging_with_cursor_three_pages(fake):
         start = int(seen.params["start"])
         return js(page(all_rows[start:start + 2], cursor=(start, 5, 2)))
 
-    fake.route = route
+    fake.reply = route
     with client_for(fake) as client:
         result = client.get_block(PATH, {"from": "2026-11-25", "till": "2026-11-25"},
                                   required_columns=("tradedate", "tradetime", "systime"))
@@ -149,7 +90,7 @@ def test_paging_with_cursor_three_pages(fake):
 def test_answer_without_cursor_is_one_page_even_if_full(fake):
     # iss-api §11: routes without a cursor block (FUTOI) ignore `start`; paging them fetched
     # the same rows again and again (old main: 100 requests, the page cap)
-    fake.route = lambda seen: js(page(rows(3), cursor=None))
+    fake.reply = lambda seen: js(page(rows(3), cursor=None))
     with client_for(fake) as client:
         result = client.get_block(PATH)
     assert [s.params["start"] for s in fake.seen] == ["0"]
@@ -159,7 +100,7 @@ def test_answer_without_cursor_is_one_page_even_if_full(fake):
 
 def test_answer_without_cursor_at_the_1000_row_cap_is_truncated_and_logged_once(fake, caplog):
     caplog.set_level(logging.WARNING, logger="exporter.iss")
-    fake.route = lambda seen: js(page(rows(1000), cursor=None))
+    fake.reply = lambda seen: js(page(rows(1000), cursor=None))
     with client_for(fake) as client:
         first = client.get_block(PATH)
         second = client.get_block(PATH)
@@ -171,7 +112,7 @@ def test_answer_without_cursor_at_the_1000_row_cap_is_truncated_and_logged_once(
 def test_paging_advances_by_rows_returned_not_by_pagesize(fake):
     # the cursor claims PAGESIZE 4 but the server hands out 4, then 4, then 1 of 9
     all_rows = rows(9)
-    fake.route = lambda seen: js(page(all_rows[int(seen.params["start"]):int(seen.params["start"]) + 4],
+    fake.reply = lambda seen: js(page(all_rows[int(seen.params["start"]):int(seen.params["start"]) + 4],
                                       cursor=(int(seen.params["start"]), 9, 4)))
     with client_for(fake) as client:
         result = client.get_block(PATH, start=0)
@@ -180,7 +121,7 @@ def test_paging_advances_by_rows_returned_not_by_pagesize(fake):
 
 
 def test_max_pages_guard_when_server_ignores_start(fake):
-    fake.route = lambda seen: js(page(rows(2), cursor=(0, 1000, 2)))
+    fake.reply = lambda seen: js(page(rows(2), cursor=(0, 1000, 2)))
     with client_for(fake) as client:
         result = client.get_block(PATH, max_pages=4)
     assert len(fake.seen) == 4
@@ -188,7 +129,7 @@ def test_max_pages_guard_when_server_ignores_start(fake):
 
 
 def test_first_page_only(fake):
-    fake.route = lambda seen: js(page(rows(2), cursor=(0, 10, 2)))
+    fake.reply = lambda seen: js(page(rows(2), cursor=(0, 10, 2)))
     with client_for(fake) as client:
         result = client.get_block(PATH, all_pages=False, start=6)
     assert [s.params["start"] for s in fake.seen] == ["6"]
@@ -196,7 +137,7 @@ def test_first_page_only(fake):
 
 
 def test_columns_param_sent_and_frame_trimmed_even_if_ignored(fake):
-    fake.route = lambda seen: js(page(rows(1)))
+    fake.reply = lambda seen: js(page(rows(1)))
     with client_for(fake) as client:
         result = client.get_block(PATH, columns=("tradetime", "systime"), required_columns=("secid",))
     assert fake.seen[0].params["data.columns"] == "tradetime,systime,secid"
@@ -206,7 +147,7 @@ def test_columns_param_sent_and_frame_trimmed_even_if_ignored(fake):
 def test_other_block_name(fake):
     futoi_rows = [["ri", "x"], ["ri", "y"]]
     # no cursor block (FUTOI, iss-api §11): one request, `start` ignored by ISS
-    fake.route = lambda seen: js({"futoi": {"columns": ["ticker", "systime"],
+    fake.reply = lambda seen: js({"futoi": {"columns": ["ticker", "systime"],
                                             "data": futoi_rows[int(seen.params["start"]):]}})
     with client_for(fake) as client:
         result = client.get_block("/iss/analyticalproducts/futoi/securities/ri.json", block="futoi")
@@ -219,21 +160,21 @@ def test_other_block_name(fake):
 
 
 def test_missing_required_column_is_parse_error(fake):
-    fake.route = lambda seen: js(page(rows(1)))
+    fake.reply = lambda seen: js(page(rows(1)))
     with client_for(fake) as client, pytest.raises(IssError) as info:
         client.get_block(PATH, required_columns=("tradedate", "pr_close"))
     assert info.value.reason == "parse" and "pr_close" in info.value.message
 
 
 def test_malformed_json_is_parse_error(fake):
-    fake.route = lambda seen: (200, {"Content-Type": "application/json"}, b'{"data": {"columns": [')
+    fake.reply = lambda seen: (200, {"Content-Type": "application/json"}, b'{"data": {"columns": [')
     with client_for(fake) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "parse"
 
 
 def test_missing_block_is_parse_error(fake):
-    fake.route = lambda seen: js({"other": {"columns": [], "data": []}})
+    fake.reply = lambda seen: js({"other": {"columns": [], "data": []}})
     with client_for(fake) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "parse"
@@ -253,7 +194,7 @@ def test_parse_block_pure():
 
 
 def test_html_answer_is_auth_error(fake):
-    fake.route = lambda seen: (200, {"Content-Type": "text/html; charset=utf-8"}, b"<html>login</html>")
+    fake.reply = lambda seen: (200, {"Content-Type": "text/html; charset=utf-8"}, b"<html>login</html>")
     with client_for(fake) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "auth" and "text/html" in info.value.message
@@ -261,7 +202,7 @@ def test_html_answer_is_auth_error(fake):
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_401_403_are_auth_errors(fake, status):
-    fake.route = lambda seen: js({"error": "no"}, status=status)
+    fake.reply = lambda seen: js({"error": "no"}, status=status)
     with client_for(fake) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "auth" and info.value.status == status
@@ -274,7 +215,7 @@ def test_500_retried_then_success(fake):
             return js({"error": "boom"}, status=500)
         return js(page(rows(1)))
 
-    fake.route = route
+    fake.reply = route
     with client_for(fake) as client:
         result = client.get_block(PATH)
         snap = client.stats.snapshot()
@@ -283,7 +224,7 @@ def test_500_retried_then_success(fake):
 
 
 def test_503_forever_is_http_error_after_retries(fake):
-    fake.route = lambda seen: js({"error": "busy"}, status=503, extra={"Retry-After": "0"})
+    fake.reply = lambda seen: js({"error": "busy"}, status=503, extra={"Retry-After": "0"})
     with client_for(fake, retries=2) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "http" and info.value.status == 503
@@ -292,7 +233,7 @@ def test_503_forever_is_http_error_after_retries(fake):
 
 
 def test_429_is_throttled_and_not_retried(fake):
-    fake.route = lambda seen: js({"error": "slow down"}, status=429, extra={"Retry-After": "3600"})
+    fake.reply = lambda seen: js({"error": "slow down"}, status=429, extra={"Retry-After": "3600"})
     with client_for(fake, retries=2) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "throttled" and info.value.status == 429
@@ -304,7 +245,7 @@ def test_read_timeout_is_timeout_error(fake):
         time.sleep(0.6)
         return js(page(rows(1)))
 
-    fake.route = route
+    fake.reply = route
     with client_for(fake, timeout_seconds=0.2, retries=1) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "timeout"
@@ -331,7 +272,7 @@ def test_stats_count_bytes_and_statuses(fake):
         bodies.append(len(reply[2]))
         return reply
 
-    fake.route = route
+    fake.reply = route
     stats = IssStats()
     client = IssClient(IssConfig(base_url=fake.url, retries=0), stats)
     result = client.get_block(PATH)
@@ -348,7 +289,7 @@ def test_describe_url_masks_secrets():
 
 
 def test_bearer_header_in_apikey_mode(fake):
-    fake.route = lambda seen: js(page(rows(1)))
+    fake.reply = lambda seen: js(page(rows(1)))
     with client_for(fake, auth="apikey", api_key=API_KEY) as client:
         client.get_block(PATH)
     assert fake.seen[0].headers["authorization"] == f"Bearer {API_KEY}"
@@ -356,7 +297,7 @@ def test_bearer_header_in_apikey_mode(fake):
 
 
 def test_no_authorization_header_in_none_mode(fake):
-    fake.route = lambda seen: js(page(rows(1)))
+    fake.reply = lambda seen: js(page(rows(1)))
     with client_for(fake) as client:
         client.get_block(PATH)
     assert "authorization" not in fake.seen[0].headers
@@ -370,7 +311,7 @@ class Passport:
         self.logins = 0
         self.valid: str | None = None
         self.lock = threading.Lock()
-        fake.route = self.route
+        fake.reply = self.route
 
     def expire(self) -> None:
         with self.lock:
@@ -434,7 +375,7 @@ def test_passport_refused_twice_is_auth(fake):
             return js({"error": "forbidden"}, status=403)
         return original(seen)
 
-    fake.route = route
+    fake.reply = route
     with passport_client(fake) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "auth"
@@ -506,7 +447,7 @@ def test_error_message_answer_is_iss_error_with_its_text_masked_and_capped(fake,
     caplog.set_level(logging.DEBUG)
     text = (f"Неверный параметр date: 2026-13-01 (apikey={API_KEY}, Bearer {API_KEY}, ключ {API_KEY}) "
             "\u2028second line " + "x" * 600)
-    fake.route = lambda seen: js({"data": {"columns": ["ERROR_MESSAGE"], "data": [[text]]}})
+    fake.reply = lambda seen: js({"data": {"columns": ["ERROR_MESSAGE"], "data": [[text]]}})
     with client_for(fake, auth="apikey", api_key=API_KEY) as client, pytest.raises(IssError) as info:
         client.get_block(PATH, required_columns=("tradedate", "systime"))
     exc = info.value
@@ -547,7 +488,7 @@ def test_403_too_many_requests_is_throttled_never_a_relogin(fake):
             return TOO_MANY
         return original(seen)
 
-    fake.route = route
+    fake.reply = route
     with passport_client(fake) as client:
         client.get_block(PATH)
         throttle["on"] = True
@@ -562,7 +503,7 @@ def test_403_too_many_requests_is_throttled_never_a_relogin(fake):
 def test_retry_after_backs_off_the_whole_client(fake, retry_after):
     from email.utils import formatdate
     value = formatdate(time.time() + 30, usegmt=True) if retry_after == "http-date" else retry_after
-    fake.route = lambda seen: (js({"e": 1}, status=429, extra={"Retry-After": value}) if seen.path == PATH
+    fake.reply = lambda seen: (js({"e": 1}, status=429, extra={"Retry-After": value}) if seen.path == PATH
                                else js(page(rows(1))))
     other = "/iss/datashop/algopack/fx/obstats/CNYRUB_TOM.json"
     with client_for(fake) as client:
@@ -591,7 +532,7 @@ def test_retry_after_backs_off_the_whole_client(fake, retry_after):
 
 def test_throttle_backoff_without_retry_after_grows_waits_when_short_and_resets_on_success(fake):
     state = {"throttle": True}
-    fake.route = lambda seen: TOO_MANY if state["throttle"] else js(page(rows(1)))
+    fake.reply = lambda seen: TOO_MANY if state["throttle"] else js(page(rows(1)))
     with client_for(fake) as client:
         client.throttle_backoff_base = 0.4
         delays = []
@@ -637,7 +578,7 @@ def test_passport_refusal_episode_logs_in_once_for_the_whole_client(fake):
             return js({"error": "forbidden"}, status=401)
         return original(seen)
 
-    fake.route = route
+    fake.reply = route
     with passport_client(fake) as client:
         client.get_block(PATH)
         refuse["on"] = True  # ISS refuses every certificate, old and fresh
@@ -686,7 +627,7 @@ def test_subscribers_page_is_auth_with_one_relogin(fake):
                 "<html><body>Данные доступны только подписчикам / available only to subscribers</body></html>".encode()
         return original(seen)
 
-    fake.route = route
+    fake.reply = route
     with passport_client(fake) as client:
         for _ in range(3):
             with pytest.raises(IssError) as info:
@@ -838,11 +779,11 @@ def _redirect(location: str, status: int = 302) -> Reply:
 @pytest.mark.parametrize("auth", ["passport", "apikey"])
 def test_redirect_to_another_port_is_refused_and_sends_no_credentials(fake, auth, caplog):
     caplog.set_level(logging.DEBUG)
-    foreign = FakeIss(route=lambda seen: js(page(rows(1))))
+    foreign = FakeIss(reply=lambda seen: js(page(rows(1))))
     try:
         passport = Passport(fake)
         original = passport.route
-        fake.route = lambda seen: (_redirect(f"{foreign.url}/steal?token=xyz&cert=abc") if seen.path == PATH
+        fake.reply = lambda seen: (_redirect(f"{foreign.url}/steal?token=xyz&cert=abc") if seen.path == PATH
                                    else original(seen))
         client = passport_client(fake) if auth == "passport" else client_for(fake, auth="apikey", api_key=API_KEY)
         with client, pytest.raises(IssError) as info:
@@ -860,7 +801,7 @@ def test_redirect_to_another_port_is_refused_and_sends_no_credentials(fake, auth
 @pytest.mark.parametrize("location", ["https://127.0.0.1:{port}/iss/x.json", "http://localhost:{port}/iss/x.json"])
 def test_redirect_to_another_scheme_or_host_is_refused(fake, location):
     port = fake.server.server_address[1]
-    fake.route = lambda seen: _redirect(location.format(port=port)) if seen.path == PATH else js(page(rows(1)))
+    fake.reply = lambda seen: _redirect(location.format(port=port)) if seen.path == PATH else js(page(rows(1)))
     with client_for(fake, auth="apikey", api_key=API_KEY) as client, pytest.raises(IssError) as info:
         client.get_block(PATH)
     assert info.value.reason == "redirect"
@@ -881,7 +822,7 @@ def test_same_host_redirect_is_followed_with_credentials_and_bounded(fake):
             return _redirect(f"/loop{len(fake.seen)}")
         return original(seen)
 
-    fake.route = route
+    fake.reply = route
     with passport_client(fake) as client:
         result = client.get_block(PATH)
         assert len(result.table) == 1
@@ -895,10 +836,10 @@ def test_same_host_redirect_is_followed_with_credentials_and_bounded(fake):
 
 
 def test_passport_login_redirect_to_another_host_is_refused(fake):
-    foreign = FakeIss(route=lambda seen: (200, {"Set-Cookie": "MicexPassportCert=evil; Path=/",
+    foreign = FakeIss(reply=lambda seen: (200, {"Set-Cookie": "MicexPassportCert=evil; Path=/",
                                                 "Content-Type": "text/plain"}, b"ok"))
     try:
-        fake.route = lambda seen: _redirect(f"{foreign.url}/authenticate")
+        fake.reply = lambda seen: _redirect(f"{foreign.url}/authenticate")
         with passport_client(fake) as client, pytest.raises(IssError) as info:
             client.get_block(PATH)
         assert info.value.reason == "redirect"
@@ -909,7 +850,7 @@ def test_passport_login_redirect_to_another_host_is_refused(fake):
 
 def test_plain_answer_over_the_cap_is_too_large(fake):
     big = page(rows(2000))
-    fake.route = lambda seen: js(big)
+    fake.reply = lambda seen: js(big)
     with client_for(fake) as client:
         client.max_response_bytes = 10_000
         with pytest.raises(IssError) as info:
@@ -1009,7 +950,7 @@ def test_gzip_bomb_is_too_large_with_bounded_memory():
 def test_deadline_watchdog_thread_ends_when_idle(fake, monkeypatch):
     import exporter.iss.watch as iss_watch  # the watchdog reads its idle time there
     monkeypatch.setattr(iss_watch, "WATCHDOG_IDLE_SECONDS", 0.05)
-    fake.route = lambda seen: js(page(rows(1)))
+    fake.reply = lambda seen: js(page(rows(1)))
     client = client_for(fake)  # never closed, as a long-lived client would be
     client.get_block(PATH)
     thread = client._watchdog._thread
@@ -1030,7 +971,7 @@ def test_passport_login_same_host_redirect_is_followed_with_basic_auth(fake):
             return _redirect("/authenticate")
         return original(seen)
 
-    fake.route = route
+    fake.reply = route
     client = client_for(fake, auth="passport", passport_url=f"{fake.url}/login-start",
                         passport_login=LOGIN, passport_password=PASSWORD)
     with client:
@@ -1040,9 +981,9 @@ def test_passport_login_same_host_redirect_is_followed_with_basic_auth(fake):
 
 
 def test_credentials_never_go_to_a_host_other_than_base_url(fake):
-    foreign = FakeIss(route=lambda seen: js(page(rows(1))))
+    foreign = FakeIss(reply=lambda seen: js(page(rows(1))))
     try:
-        fake.route = lambda seen: js(page(rows(1)))
+        fake.reply = lambda seen: js(page(rows(1)))
         with client_for(fake, auth="apikey", api_key=API_KEY) as client:
             client.get_block(f"{foreign.url}{PATH}")  # an absolute URL elsewhere: sent bare
             client.get_block(PATH)
@@ -1053,7 +994,7 @@ def test_credentials_never_go_to_a_host_other_than_base_url(fake):
 
 
 def test_throttled_passport_login_is_throttled_and_not_hammered(fake):
-    fake.route = lambda seen: TOO_MANY
+    fake.reply = lambda seen: TOO_MANY
     with passport_client(fake) as client:
         for _ in range(3):
             with pytest.raises(IssError) as info:
