@@ -16,13 +16,13 @@ at 1 byte/s; `iss.timeout_seconds: 3` is the whole-request deadline. Then:
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 import requests
 
 from deploy.stack import LocalStack
+from tests.support import need_binary
 
 from .helpers import data_alerts, pair_samples, parse_exposition, rules_with_short_for, wait_for
 
@@ -36,8 +36,7 @@ EQ_POLLED = {("eq", "tradestats"), ("eq", "orderstats"), ("eq", "obstats")}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    if not shutil.which("prometheus"):
-        pytest.skip("prometheus not installed (make bins)")
+    need_binary("prometheus")
     workdir = tmp_path_factory.mktemp("slow-upstream")
     local = LocalStack(workdir, clock_speed=SPEED, components=("iss", "exporter", "prometheus"),
                        rules_dir=rules_with_short_for(workdir, {"AlgopackPollFailing": POLL_FAILING_FOR}),
