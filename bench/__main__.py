@@ -97,12 +97,22 @@ def ours_load_worker(workdir: Path) -> dict:
     run = OurRun(workdir, start=start)
     try:
         run.run(max(midnight, start))
-        first, polls0 = dict(run.iss.stats()["total"]), run.polls
+        snap0, polls0 = run.iss.stats(), run.polls
+        first = snap0["total"]
         run.run(OLD_END, scenario.events())
-        total = run.iss.stats()["total"]
+        snap1 = run.iss.stats()
+        total = snap1["total"]
+        routes: dict[str, list[int]] = {}
+        for sign, snap in ((-1, snap0), (1, snap1)):
+            for row in snap["routes"]:
+                key = f"{row['kind']} {row['market'] or ''}/{row['dataset'] or ''}".strip()
+                slot = routes.setdefault(key, [0, 0])
+                slot[0] += sign * row["requests"]
+                slot[1] += sign * row["bytes"]
         return {"cold": None if QUICK else {"requests": first["requests"], "bytes": first["bytes"], "polls": polls0},
                 "day": {"requests": total["requests"] - first["requests"], "bytes": total["bytes"] - first["bytes"],
-                        "polls": run.polls - polls0}, "real": time.monotonic() - t0}
+                        "polls": run.polls - polls0},
+                "routes": {k: v for k, v in routes.items() if v[0]}, "real": time.monotonic() - t0}
     finally:
         run.close()
 
@@ -137,6 +147,7 @@ def main() -> int:
         log("old strategy and our in-process load day: simulations started in separate processes")
         res["soak"] = guarded(errors, f"{SOAK_DAYS}-day soak", costs.soak, workdir / "soak", SOAK_DAYS, SOAK_SPEED)
         res["closed"] = guarded(errors, "closed day", costs.closed_day, workdir / "closed", CLOSED_SPEED)
+        res["restart"] = guarded(errors, "restart in session", costs.restart, workdir / "restart")
         deadline = time.monotonic() + OLD_TIMEOUT
         for label, future in (("old strategy", old), ("ours, in-process load day", ours)):
             try:
@@ -163,7 +174,6 @@ def main() -> int:
                                 workdir / "scrape")
         res["day1"] = guarded(errors, "simulated day, scale 1", costs.day, workdir / "day1", 1.0, DAY_SPEED)
         res["day10"] = guarded(errors, "simulated day, scale 10", costs.day, workdir / "day10", 10.0, DAY10_SPEED)
-        res["restart"] = guarded(errors, "restart in session", costs.restart, workdir / "restart")
         res["elapsed"] = time.monotonic() - started
         report.write(res, command)
         log(f"wrote {report.OUT} in {(time.monotonic() - started) / 60:.1f} min")

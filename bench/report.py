@@ -220,7 +220,18 @@ def load_section(res: dict) -> tuple[list[str], dict]:
         f" requests / {mb(old['sent']['bytes'])}; replayed {old['load'].replayed:,}). The 1-min tool runs only with "
         "`ALGOPACK_BENCH_OLD_1MIN=1` (minutes more of loopback JSON).",
         "",
+        *route_table(ours.get("routes") or {}),
     ], ratios
+
+
+def route_table(routes: dict) -> list[str]:
+    """Where our requests of the scenario's day go, by the sandbox's route kind and dataset."""
+    if not routes:
+        return []
+    out = ["Ours, the scenario's day by route (sandbox counters):", "", "| route | requests | bytes |", "|---|---|---|"]
+    for route, (n, b) in sorted(routes.items(), key=lambda kv: -kv[1][0]):
+        out.append(f"| `{route}` | {n:,} | {mb(b)} |")
+    return [*out, ""]
 
 
 def issue16_section(res: dict, ratios: dict) -> list[str]:
@@ -235,7 +246,8 @@ def issue16_section(res: dict, ratios: dict) -> list[str]:
          d10 and d10["hwm_mb"] <= 70),
         ("restart to `/-/ready`: ISS requests / bytes", "124 / 2.3 MB", "≤ 15 / ≤ 200 KB",
          rs and f"{rs['requests']} / {kb(rs['bytes'])} (ready in {rs['ready_seconds']:.1f} s; "
-                f"{rs['requests_after']} / {kb(rs['bytes_after'])} incl. the next 10 virtual min)",
+                f"{rs['requests_after']} / {kb(rs['bytes_after'])} incl. the next 10 virtual min, against "
+                f"{rs['requests_normal']} / {kb(rs['bytes_normal'])} in the 10 min before the stop)",
          rs and rs["requests"] <= 15 and rs["bytes"] <= 200e3),
         ("`/-/ready` after start, scale 10", "10–25 s", "≤ 3 s", d10 and f"{d10['ready_seconds']:.1f} s",
          d10 and d10["ready_seconds"] <= 3),
