@@ -18,6 +18,7 @@ from exporter.app import ExporterApp
 from exporter.calendar import CalendarStore
 from exporter.clock import MSK, ManualClock
 from exporter.config import load_config
+from exporter.virtual import VirtualDriver
 from sandbox.iss import SandboxIss
 from sandbox.issdata import DataSource
 
@@ -68,34 +69,19 @@ class Simulation:
         self.config = load_config(str(path), environ=environ)
         self.app = ExporterApp(self.config, self.clock)
         self.app.poller.plan_startup(self.clock.now())
+        self.driver = VirtualDriver(self.app, self.clock)
 
     def close(self) -> None:
         self.iss.stop()
         self.app.client.close()
 
     def poll_due(self) -> int:
-        polled = 0
-        now = self.clock.now()
-        for pair in self.app.store.snapshot.pairs:
-            if self.app.poller.is_due(pair, now):
-                self.app.poller.poll(pair)
-                polled += 1
-        # Previous-day reads run in the background (exporter/daily.py): on virtual time they
-        # land before the clock moves on, so a run is as deterministic as the polls.
-        self.app.poller.wait_background()
-        return polled
+        """Poll every pair whose next poll has come (exporter/virtual.py)."""
+        return self.driver.poll_due()
 
     def run_until(self, end: datetime) -> None:
         """Advance virtual time poll by poll, as the scheduler would."""
-        self.poll_due()
-        while True:
-            upcoming = [s.next_poll_ts for s in self.app.store.snapshot.pairs.values() if s.next_poll_ts]
-            nxt = min(upcoming) if upcoming else end.timestamp()
-            if nxt > end.timestamp():
-                self.clock.set(end)
-                return
-            self.clock.set(datetime.fromtimestamp(max(nxt, self.clock.timestamp()), MSK))
-            self.poll_due()
+        self.driver.run_until(end)
 
     def exposition(self) -> str:
         return generate_latest(self.app.registry).decode()
