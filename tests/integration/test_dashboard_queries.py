@@ -107,7 +107,7 @@ def test_every_panel_query_returns_data(tmp_path):
                 break
             dead = [name for name, ok in stack.alive().items() if not ok]
             assert not dead, f"died: {dead}\n" + "\n".join(stack.log_tail(n) for n in dead)
-            time.sleep(2)
+            time.sleep(1)   # the scrape and evaluation interval
         # The injected HTTP 500s repeat every poll; leave them out of the log excerpt.
         noise = f"market={FAILING['market']} endpoint={FAILING['dataset']} reason=http"
         tail = [line for line in stack.log_tail("exporter", 400).splitlines() if noise not in line]
