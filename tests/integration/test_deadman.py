@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from deploy.stack import ALERT_BOT_ID, ALERT_BOT_TOKEN, BOT_ID, GROUP_CHAT_ID, LocalStack
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +40,8 @@ def getme_count(stack: LocalStack) -> int:
 
 def wait_checks(stack: LocalStack, count: int, timeout: float = 60) -> None:
     start = getme_count(stack)
-    deadline = time.monotonic() + timeout
-    while getme_count(stack) < start + count:
-        assert time.monotonic() < deadline, "the bot stopped checking"
-        time.sleep(0.3)
+    wait_until(lambda: getme_count(stack) >= start + count, timeout, "the bot's next checks (it stopped checking?)",
+               step=0.3)
 
 
 def fault_to_message(stack: LocalStack, prefix: str, needle: str, since: int, started: float) -> tuple[dict, float]:
