@@ -52,9 +52,9 @@ class Poller:
         # Buckets ending before the start of the day's state are never judged (storage.py may move it back).
         self.started_ts = clock.timestamp()
         self._pair_locks = {pair: threading.Lock() for pair in store.snapshot.pairs}
-        self.probes = Probes(config, client, calendars, clock, store, self.params)
         # Previous-day reads (only when not carried over): off the poll path (exporter/daily.py).
         self.background = daily.Background(clock)
+        self.probes = Probes(config, client, calendars, clock, store, self.params, self.background)
 
     # ---- planning -------------------------------------------------------------------
 
@@ -329,7 +329,12 @@ class Poller:
         its lock (never between a poll's read and write of the state)."""
         market, endpoint = pair
         path = datasets.get(endpoint).day_route(market)
-        counts = daily.stream_interval_counts(self.client, path, self.calendars.current, market, prev)
+        try:
+            counts = daily.stream_interval_counts(self.client, path, self.calendars.current, market, prev)
+        except IssError as exc:
+            with self._pair_locks[pair]:  # counted with the pair's errors (the pair stays up)
+                self.store.put(self.store.get(pair).with_error(exc.reason), self.clock.timestamp())
+            raise  # logged; tried again by a later poll (daily.RETRY_SECONDS)
         with self._pair_locks[pair]:
             state = self.store.get(pair)
             if state.day is None or checks.comparison_day(self.calendars.current, market, state.day) != prev:

@@ -4,6 +4,12 @@
 all-instruments tradestats day, read page by page: exporter/daily.py), kept in the
 StateStore (persisted with it, so a restart the same day reads nothing), and chosen again
 from today's rows (`latest=1`) when that contract has no row today (it expired).
+
+When an earlier choice exists (yesterday's, or persisted), the day's choice is read in the
+background and the earlier contract is polled meanwhile, so the first poll (and
+`/-/ready`) never waits for a whole day of tradestats; once the choice lands, the next poll
+switches (and reads the new contract's day from its start). Only the very first start,
+with no earlier choice at all, reads it on the poll path.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ PROBE_RECHECK_SECONDS = 300.0
 class Probes:
     """Probe choice for the poller; shares its client, calendars, clock, store and rhythm."""
 
-    def __init__(self, config, client, calendars, clock, store, params):
+    def __init__(self, config, client, calendars, clock, store, params, background: daily.Background | None = None):
         self.config = config
         self.client = client
         self.calendars = calendars
@@ -34,6 +40,7 @@ class Probes:
         self.store = store
         self.params = params
         self._lock = threading.Lock()
+        self.background = background
 
     def probe_for(self, market: str, endpoint: str, today: date) -> str:
         market_cfg = self.config.markets[market]
@@ -50,6 +57,13 @@ class Probes:
         cached = self.store.probe(market, today)
         if cached:
             return cached
+        earlier = self.store.last_probe(market)
+        if earlier is not None and self.background is not None:
+            self.background.start(("probe", market, today), lambda: self._choose(market, today))
+            return earlier
+        return self._choose(market, today)
+
+    def _choose(self, market: str, today: date) -> str:
         with self._lock:
             cached = self.store.probe(market, today)
             if cached:

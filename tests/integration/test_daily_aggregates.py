@@ -93,3 +93,40 @@ def test_carried_over_counts_equal_a_full_previous_day_download(tmp_path):
         assert sim.value("algopack_obstats_secids_prev_day_max", market="eq") == max(full.values())
     finally:
         sim.close()
+
+
+def test_the_day_s_auto_probe_is_chosen_in_the_background_when_an_earlier_choice_exists(tmp_path):
+    from tests.conformance.poller_iss import EQ_TRADESTATS, tradestats_row
+
+    iss = FakeIss()
+    gate = threading.Event()
+    markets = {"eq": {"enabled": False}, "fx": {"enabled": False},
+               "fo": {"enabled": True, "probe": "auto", "endpoints": ["tradestats"]}}
+    exporter = Exporter(tmp_path, iss, at(10, 5, 20), markets)
+
+    def all_instruments(path, query):
+        assert gate.wait(20), "test gate never opened"
+        rows = [tradestats_row("2026-11-24", "10:00:00", "2026-11-24 10:00:05", s) for s in ("RIZ6", "RIZ6", "SiZ6")]
+        return supercandles_page(rows, int(query.get("start", 0)))
+
+    def contract(path, query):
+        secid = path.rsplit("/", 1)[-1].removesuffix(".json")
+        rows = [tradestats_row("2026-11-25", "10:05:00", "2026-11-25 10:05:05", secid)]
+        return supercandles_page(rows, int(query.get("start", 0)), EQ_TRADESTATS)
+
+    iss.route("/iss/datashop/algopack/fo/tradestats.json", all_instruments)
+    iss.route("/iss/datashop/algopack/fo/tradestats/", contract)
+    exporter.app.store.set_probe("fo", date(2026, 11, 24), "SiZ6")  # yesterday's (e.g. persisted) choice
+    pair = ("fo", "tradestats")
+    try:
+        state = exporter.app.poller.poll(pair, force=True)   # does not wait for the day's choice
+        assert state.polled and state.up and state.probe == "SiZ6" and len(state.seen_buckets) == 1
+        gate.set()
+        exporter.app.poller.wait_background()
+        assert exporter.app.store.probe("fo", date(2026, 11, 25)) == "RIZ6"
+        state = exporter.poll(pair, at(10, 6))
+        assert state.up and state.probe == "RIZ6" and len(state.seen_buckets) == 1
+    finally:
+        gate.set()
+        exporter.close()
+        iss.close()
