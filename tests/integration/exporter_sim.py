@@ -69,7 +69,16 @@ class Simulation:
         self.config = load_config(str(path), environ=environ)
         self.app = ExporterApp(self.config, self.clock)
         self.app.poller.plan_startup(self.clock.now())
-        self.driver = VirtualDriver(self.app, self.clock)
+
+    @property
+    def app(self) -> ExporterApp:
+        return self._app
+
+    @app.setter
+    def app(self, app: ExporterApp) -> None:
+        """A test that restarts the exporter swaps the app; the driver follows it."""
+        self._app = app
+        self.driver = VirtualDriver(app, self.clock)
 
     def close(self) -> None:
         self.iss.stop()
