@@ -157,6 +157,17 @@ def day(workdir: Path, scale: float, speed: float) -> dict:
             "poll_sum": metric_sum(metrics, "algopack_poll_duration_seconds_sum"), **proc}
 
 
+def ready(workdir: Path, scale: float = 10.0, speed: float = 60.0) -> dict:
+    """Start-up in session (12:03:50 of the scenario's day) on a moderate clock: real seconds from
+    spawning the exporter (sandbox up and warm) until `/-/ready`, and the ISS requests/bytes
+    until then. A fast clock would let virtual hours pass during the start-up."""
+    stack = _stack(workdir, speed, scenario.at(12, 3, 50), scale)
+    with stack:
+        stats = iss_stats(stack)
+    return {"scale": scale, "speed": speed, "ready_seconds": stack.exporter_ready_seconds,
+            "requests": stats["requests"], "bytes": stats["bytes"]}
+
+
 def restart(workdir: Path, speed: float = 60.0) -> dict:
     """In session (12:00 of the scenario's day, scale 1): stop the exporter by pid, start it
     again with the same config (and state directory, when the exporter has one), count ISS

@@ -25,7 +25,7 @@ def _version(argv: list[str]) -> str:
         return "not found"
 
 
-def _commit() -> str:
+def commit() -> str:
     try:
         out = subprocess.run(["git", "log", "-1", "--format=%h %s"], capture_output=True, text=True, timeout=10,
                              cwd=str(scenario.REPO))
@@ -165,7 +165,13 @@ def detection_section(res: dict) -> list[str]:
         f"{scenario.PUBLISH_GRACE + 90:.0f} s before its end; messages are read from the fake Bot API and parsed "
         "(alertmanager/templates/telegram.tmpl): a message names an incident when an alert listing one of its "
         "buckets is sent for the first time (a hole alert lists its run's holes; a lag alert, every due bucket "
-        "after the last interval it names). Virtual latency = real Telegram arrival mapped onto the virtual clock.",
+        "after the last interval it names). Virtual latency = real Telegram arrival mapped onto the virtual clock. "
+        "What does not get faster with the clock (HTTP between the processes, rule and template evaluation, the "
+        f"exporter's scrape time, notification) is multiplied by it: each 100 ms real reads as {speed / 10:g} s "
+        "virtual, so the latencies are upper bounds of production's (the un-scaled stack, ×1 Prometheus and "
+        "Alertmanager with a ×5 exporter, measured 169 s for the first hole of a quiet group: BENCHMARKS.md of "
+        "commit f6f9dab). A hole alert joining a group that is already open waits for the group's next "
+        "group_interval tick (≤ 60 s virtual).",
         *per_window,
         "- **old strategy: simulation** of the tool we replace (`bench/oldstrategy.py`), the same sandbox data, "
         "the whole day, scored over the same windows. It sends Telegram messages directly, so a message is sent "
@@ -236,6 +242,7 @@ def route_table(routes: dict) -> list[str]:
 
 def issue16_section(res: dict, ratios: dict) -> list[str]:
     d1, d10, rs, cl, sc = (res.get(k) for k in ("day1", "day10", "restart", "closed", "scrape"))
+    r10 = res.get("ready10")
     r5 = ratios.get("old300")
     load = sc["load"] if sc else None
     storage = "available" if res["storage"] else "**not available** (`--storage.path` unknown to the exporter on main)"
@@ -249,8 +256,9 @@ def issue16_section(res: dict, ratios: dict) -> list[str]:
                 f"{rs['requests_after']} / {kb(rs['bytes_after'])} incl. the next 10 virtual min, against "
                 f"{rs['requests_normal']} / {kb(rs['bytes_normal'])} in the 10 min before the stop)",
          rs and rs["requests"] <= 15 and rs["bytes"] <= 200e3),
-        ("`/-/ready` after start, scale 10", "10–25 s", "≤ 3 s", d10 and f"{d10['ready_seconds']:.1f} s",
-         d10 and d10["ready_seconds"] <= 3),
+        ("`/-/ready` after start, scale 10", "10–25 s", "≤ 3 s",
+         r10 and f"{r10['ready_seconds']:.1f} s ({r10['requests']:,} requests / {mb(r10['bytes'])} until then)",
+         r10 and r10["ready_seconds"] <= 3),
         ("ISS requests on a closed day", "72–158", "0", cl and f"{cl['requests']} ({kb(cl['bytes'])})",
          cl and cl["requests"] == 0),
         ("ISS requests per trading day vs the old 5-min tool", "5.9× fewer (old sandbox)", "≥ 8× fewer",
@@ -275,9 +283,13 @@ def issue16_section(res: dict, ratios: dict) -> list[str]:
                        f" Scale 10 (sandbox `--scale 10`: 10× the secids of every market): RSS at the end "
                        f"{d10['rss_mb']:.0f} MB, CPU {d10['cpu_s']:.1f} s, {d10['polls']:,.0f} polls, "
                        f"{d10['requests']:,} requests / {mb(d10['bytes'])}." if d10 else ""))
-    if d10:
-        out.append("- `/-/ready` after start: from spawning the exporter (sandbox already up) until `/-/ready` "
-                   f"answers 200, scale 10, real seconds; at scale 1 it took {d1['ready_seconds']:.1f} s." if d1 else "")
+    if r10:
+        out.append("- `/-/ready` after start: from spawning the exporter until `/-/ready` answers 200, real seconds, "
+                   f"scale 10, in session (12:03:50 virtual) on a ×{r10['speed']:g} clock; the sandbox is up and has "
+                   "generated its data before (it does so lazily, seconds at scale 10), its counters reset."
+                   + (f" The scale-1 day's start at 06:55 took {d1['ready_seconds']:.1f} s." if d1 else "")
+                   + (f" The scale-10 day (×{d10['speed']:g}, run beside the simulations, peak RSS only) took "
+                      f"{d10['ready_seconds']:.1f} s." if d10 else ""))
     out += [
         "- Restart: scale 1, in session (12:10 virtual, ×60): the exporter is stopped by pid and started again with "
         "the same config (and so the same state directory, `data/` beside the config, when the exporter has one); "
@@ -331,7 +343,7 @@ def write(res: dict, command: str) -> None:
         "from this run. All traffic is on loopback; every process is started and stopped by pid.",
         "",
         f"- date: {datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- code: `{_commit()}`",
+        f"- code at the start of the run: `{res.get('commit') or commit()}`",
         f"- command: `{command}` (wall time {res['elapsed'] / 60:.1f} min)",
         f"- `uname -a`: `{' '.join(platform.uname())}`",
         f"- cores: {os.cpu_count()}; Python {platform.python_version()}",
