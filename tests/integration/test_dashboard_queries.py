@@ -13,8 +13,10 @@ exporter does not expose).
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,10 @@ SUBSTITUTIONS = {
 # show data, including the firing alerts list (ALERTS exists only while an alert fires).
 ALLOWED_EMPTY: frozenset[str] = frozenset()
 
-DROPPED = {"market": "eq", "dataset": "tradestats", "intervals": ["12:10"]}
+DROPPED = {"market": "eq", "dataset": "tradestats"}  # its interval: interval_to_drop(), once the stack is up
+BUCKET_SECONDS = 300   # eq tradestats
+# Virtual time the fault call may take (2 s real at the test's clock speed 30).
+FAULT_LEAD = timedelta(minutes=1)
 FAILING = {"market": "fx", "dataset": "orderstats", "status": 500}
 
 # Panels that must show the injected faults: a series of the faulted pair with a value > 0.
@@ -50,6 +55,30 @@ FAULT_VISIBLE = {
 }
 
 pytestmark = pytest.mark.integration
+
+
+def interval_to_drop(now: datetime) -> datetime:
+    """The end of the first bucket at least FAULT_LEAD after `now`: still unpublished when
+    the fault lands (the sandbox publishes a bucket 5-15 s after its end).
+
+    A fixed interval cannot work: the virtual clock runs while the stack starts (~7 s real
+    here, > 12 s under a loaded box, i.e. past 12:10 at speed 30). A bucket the exporter has
+    already read stays seen when the sandbox drops it afterwards (the shifted rows only make
+    it re-read the day: `overlap-mismatch`), so it never shows as missing."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    after = (now + FAULT_LEAD - midnight).total_seconds()
+    return midnight + timedelta(seconds=math.ceil(after / BUCKET_SECONDS) * BUCKET_SECONDS)
+
+
+def test_the_dropped_interval_is_unpublished_however_late_the_stack_is_up():
+    """A start past 12:10 (a slow start under load) must not drop an already published bucket."""
+    from exporter.clock import MSK
+
+    for hh, mm, ss in ((12, 6, 0), (12, 9, 30), (12, 10, 20), (12, 13, 59), (12, 19, 0)):
+        now = datetime(2026, 11, 25, hh, mm, ss, tzinfo=MSK)
+        end = interval_to_drop(now)
+        assert now + FAULT_LEAD <= end < now + FAULT_LEAD + timedelta(seconds=BUCKET_SECONDS)
+        assert end.timestamp() % BUCKET_SECONDS == 0 and end.second == 0
 
 
 def substitute(expr: str) -> str:
@@ -93,8 +122,12 @@ def test_every_panel_query_returns_data(tmp_path):
     shown: dict[str, list] = {}  # the first complete result of each query
     with LocalStack(tmp_path, clock_speed=30, components=("iss", "exporter", "prometheus"),
                     rules_dir=REPO / "prometheus" / "rules", scrape_interval="1s", eval_interval="1s") as stack:
-        stack.iss_fault(drop_intervals=DROPPED, http_error=FAILING)
-        # 12:10 is due at 12:11 MSK (grace), i.e. ~14 s of real time after the start.
+        end = interval_to_drop(stack.virtual_now())
+        dropped = {**DROPPED, "intervals": [end.strftime("%H:%M")]}
+        stack.iss_fault(drop_intervals=dropped, http_error=FAILING)
+        set_at = stack.virtual_now()
+        assert set_at < end, f"the fault for {dropped['intervals']} landed at {set_at:%H:%M:%S}, after the bucket"
+        # It is due one grace (1 min) after its end: at most ~7 virtual minutes, 14 s real, from now.
         deadline = time.monotonic() + 90
         while True:
             for key, expr in queries.items():
@@ -117,7 +150,7 @@ def test_every_panel_query_returns_data(tmp_path):
     assert not pending, f"panel queries without (complete) data:\n{report}{logs}"
     missing_now = {(r["metric"]["market"], r["metric"]["endpoint"], r["metric"]["interval"])
                    for r in shown["algopack-overview:18:A"]}
-    assert ("eq", "tradestats", DROPPED["intervals"][0]) in missing_now
+    assert (DROPPED["market"], DROPPED["dataset"], dropped["intervals"][0]) in missing_now
 
 
 def _complete(key: str, result: list) -> bool:
