@@ -363,6 +363,13 @@ def most_liquid(rows: Any, value_column: str = "val") -> str | None:
         raise RowsError(f"missing column {value_column}")
     values, _ = column_values(rows, "secid", column)
     totals: dict[str, float] = {}
+    add_values(totals, values)
+    return best_value(totals)
+
+
+def add_values(totals: dict[str, float], values: Iterable[tuple[Any, Any]]) -> None:
+    """Add (secid, traded value) pairs to `totals`; a bad value counts 0 (one place for whole
+    answers and for streamed pages, exporter/daily.py)."""
     for raw_secid, raw_value in values:
         secid = _text(raw_secid)
         if secid is None:
@@ -374,7 +381,11 @@ def most_liquid(rows: Any, value_column: str = "val") -> str | None:
         if math.isnan(value):
             value = 0.0
         totals[secid] = totals.get(secid, 0.0) + value
+
+
+def best_value(totals: Mapping[str, float]) -> str | None:
+    """The secid with the largest total (ties: first by name), None when nothing traded."""
     if not totals:
         return None
-    best = max(sorted(totals), key=lambda s: totals[s])  # ties: first by name, as before
+    best = max(sorted(totals), key=lambda s: totals[s])
     return best if totals[best] > 0 else None

@@ -85,24 +85,10 @@ class ValueTotals:
         self.totals: dict[str, float] = {}
 
     def add(self, values: Iterable[tuple[Any, Any]]) -> None:
-        totals = self.totals
-        for raw_secid, raw_value in values:
-            secid = checks._text(raw_secid)
-            if secid is None:
-                continue
-            try:
-                value = float(raw_value or 0.0)
-            except (TypeError, ValueError):
-                value = 0.0
-            if value != value:
-                value = 0.0
-            totals[secid] = totals.get(secid, 0.0) + value
+        checks.add_values(self.totals, values)
 
     def best(self) -> str | None:
-        if not self.totals:
-            return None
-        best = max(sorted(self.totals), key=lambda s: self.totals[s])  # ties: first by name
-        return best if self.totals[best] > 0 else None
+        return checks.best_value(self.totals)
 
 
 def _start_of(day: date) -> float:
