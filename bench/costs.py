@@ -118,23 +118,7 @@ def _scenario_faults(stack: LocalStack) -> None:
 
 
 def _run_until(stack: LocalStack, end: datetime, events: list | None = None, on_step=None) -> None:
-    events = list(events or [])
-    deadline = time.monotonic() + max(0.0, (end - stack.virtual_now()).total_seconds()) / stack.clock_speed + 180
-    while stack.virtual_now() < end:
-        if events and stack.virtual_now() >= events[0].moment:
-            event = events.pop(0)
-            market, dataset = event.label.split(" ", 1)[1].split("/")
-            if event.label.startswith("stop"):
-                stack.iss_fault("stop", market=market, dataset=dataset)
-            else:
-                stack.iss_clear_faults("stop", market=market, dataset=dataset)
-        if on_step is not None:
-            on_step()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"virtual time did not reach {end:%H:%M}")
-        if not all(stack.alive().values()):
-            raise RuntimeError("a component died:\n" + stack.log_tail("exporter"))
-        time.sleep(0.05)
+    scenario.run_stack_until(stack, end, events or (), on_step)
 
 
 def day(workdir: Path, scale: float, speed: float) -> dict:

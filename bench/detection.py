@@ -170,21 +170,7 @@ def run_window(workdir: Path, name: str, start: datetime, end: datetime, speed: 
         stack.iss_fault(delay_profile=scenario.DELAY_PROFILE, drop_intervals=[
             {"market": m, "dataset": d, "intervals": i, "scope": "probe"} for m, d, i in scenario.DROPPED])
         ready_v = stack.virtual_now()
-        deadline = time.monotonic() + (end - ready_v).total_seconds() / speed + 120
-        while stack.virtual_now() < end:
-            if events and stack.virtual_now() >= events[0].moment:
-                event = events.pop(0)
-                market, dataset = event.label.split(" ", 1)[1].split("/")
-                if event.label.startswith("stop"):
-                    stack.iss_fault("stop", market=market, dataset=dataset)
-                else:
-                    stack.iss_clear_faults("stop", market=market, dataset=dataset)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"window {name!r} did not finish")
-            dead = [n for n, ok in stack.alive().items() if not ok]
-            if dead:
-                raise RuntimeError(f"{', '.join(dead)} died in window {name!r}:\n" + stack.log_tail(dead[0]))
-            time.sleep(0.05)
+        scenario.run_stack_until(stack, end, events, slack=120.0, what=f"window {name!r}")
         records = [(stack.clock.to_virtual(datetime.fromtimestamp(float(m["ts"]), MSK)).timestamp(), m["text"] or "")
                    for m in stack.telegram_messages(chat_id=GROUP_CHAT_ID) if m["bot_id"] == ALERT_BOT_ID]
         health = _pipeline_health(stack)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -110,3 +111,27 @@ def probe_truth(iss: SandboxIss, market: str, dataset: str, day: date = DAY) -> 
 def step_times(start: datetime, end: datetime, step: float) -> list[float]:
     n = int((end - start).total_seconds() // step)
     return [(start + timedelta(seconds=i * step)).timestamp() for i in range(n + 1)]
+
+
+def run_stack_until(stack, end: datetime, events: Iterable[Event] = (), on_step: Callable[[], None] | None = None,
+                    slack: float = 180.0, what: str = "") -> None:
+    """Drive a LocalStack's virtual time to `end`, applying the scenario's stop/resume events at
+    their moments; every component must stay alive, and `slack` real seconds bound the wait."""
+    events = list(events)
+    deadline = time.monotonic() + max(0.0, (end - stack.virtual_now()).total_seconds()) / stack.clock_speed + slack
+    while stack.virtual_now() < end:
+        if events and stack.virtual_now() >= events[0].moment:
+            event = events.pop(0)
+            market, dataset = event.label.split(" ", 1)[1].split("/")
+            if event.label.startswith("stop"):
+                stack.iss_fault("stop", market=market, dataset=dataset)
+            else:
+                stack.iss_clear_faults("stop", market=market, dataset=dataset)
+        if on_step is not None:
+            on_step()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what or 'virtual time'} did not reach {end:%H:%M}")
+        dead = [name for name, ok in stack.alive().items() if not ok]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} died{' in ' + what if what else ''}:\n" + stack.log_tail(dead[0]))
+        time.sleep(0.05)
