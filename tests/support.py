@@ -92,7 +92,31 @@ def js(payload: object, status: int = 200, extra: dict[str, str] | None = None) 
     return status, {"Content-Type": "application/json; charset=utf-8", **(extra or {})}, json.dumps(payload).encode()
 
 
-class FakeIss:
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, for the fakes below: `url`, `close()`."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FakeIss(LoopbackServer):
     """A scripted ISS on a free loopback port (real HTTP, threads); every request is in `seen`.
 
     Answers: `reply(seen)` when set (raw status, headers, body); otherwise the first route whose
@@ -121,14 +145,7 @@ class FakeIss:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._serve(Handler)
 
     def route(self, prefix: str, handler: Route) -> None:
         """Answer paths starting with `prefix` with `handler(path, query)`'s JSON (newest route wins)."""
@@ -154,15 +171,34 @@ class FakeIss:
     def data_requests(self) -> list[Seen]:
         return [s for s in self.seen if s.path.startswith("/iss/")]
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
-    def __enter__(self) -> FakeIss:
-        return self
+class RawServer(LoopbackServer):
+    """`handle(handler)` writes the whole answer itself (status line and all); connections counted."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None]):
+        server_self = self
+        self.handle = handle
+        self.paths: list[str] = []
+        self.connections = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                server_self.connections += 1
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                server_self.paths.append(self.path)
+                try:
+                    server_self.handle(self)
+                except OSError:
+                    self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._serve(Handler)
 
 
 # ---------------------------------------------------------------------------- Prometheus

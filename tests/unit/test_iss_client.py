@@ -7,8 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -25,7 +24,7 @@ from exporter.iss import (
     parse_retry_after,
 )
 from sandbox.procs import free_port
-from tests.support import FakeIss, Reply, Seen, js
+from tests.support import FakeIss, RawServer, Reply, Seen, js
 
 LOGIN, PASSWORD, API_KEY = "robot@example.com", "pa55-Very-Secret", "key-0123456789abcdef"
 COLUMNS = ["TRADEDATE", "TRADETIME", "SECID", "SYSTIME"]
@@ -647,46 +646,6 @@ def test_wrong_password_is_not_tried_again_every_poll(fake):
 
 
 # --------------------------------------------------------------------------- hostile upstream
-
-
-class RawServer:
-    """`handle(handler)` writes the whole answer itself (status line and all); connections counted."""
-
-    def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None]):
-        server_self = self
-        self.handle = handle
-        self.paths: list[str] = []
-        self.connections = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                server_self.connections += 1
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                server_self.paths.append(self.path)
-                try:
-                    server_self.handle(self)
-                except OSError:
-                    self.close_connection = True
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _ok_answer(handler: BaseHTTPRequestHandler, body: bytes | None = None) -> None:
