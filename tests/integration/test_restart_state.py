@@ -28,7 +28,7 @@ from exporter.clock import FastClock
 from exporter.storage import FILE_NAME
 from sandbox.iss import SandboxIss
 from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
-from tests.reliability.helpers import data_alerts, pair_samples, parse_exposition, wait_for
+from tests.reliability.helpers import alerts_seen, data_alerts, pair_samples, parse_exposition, wait_for
 
 from .exporter_sim import CALENDAR, at, write_config
 
@@ -135,11 +135,7 @@ def test_restart_with_state_costs_few_requests_and_judges_no_bucket_twice(tmp_pa
         wait_for(lambda: _state_doc(stack).get("format") == "algopack-exporter-state", 30, "a good state again")
         storm = time.monotonic() - t0
         wait_for(lambda: stack.prom_query('algopack_up{endpoint!="hi2"} == 1'), 30, "scrapes after the restarts")
-        alerts = set()
-        for item in stack.prom_query(f"max_over_time(ALERTS[{int(storm) + 10}s])"):
-            labels = item["metric"]
-            alerts.add((labels["alertname"], labels["alertstate"], labels.get("market", ""),
-                        labels.get("endpoint", "")))
+        alerts = alerts_seen(stack, storm)
 
     def fmt(cost):
         return f"{cost['requests']} requests, {cost['bytes'] / 1000:.1f} KB"

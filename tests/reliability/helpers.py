@@ -177,3 +177,14 @@ def data_alerts(alerts: set[tuple[str, str, str, str]]) -> list[tuple[str, str, 
     clock's real-time `for:` never lets it fire here. Firing, it still counts."""
     return sorted(a for a in alerts if a[0] in DATA_ALERTS
                   and not (a[0] == "AlgopackObstatsSecidsDropped" and a[1] == "pending"))
+
+
+def alerts_seen(stack, seconds: float) -> set[tuple[str, str, str, str]]:
+    """(alertname, alertstate, market, endpoint) of every alert Prometheus had, pending or
+    firing, at any evaluation of the last `seconds` (plus 10 s of margin)."""
+    alerts = set()
+    for item in stack.prom_query(f"max_over_time(ALERTS[{int(seconds) + 10}s])"):
+        labels = item["metric"]
+        alerts.add((labels["alertname"], labels["alertstate"], labels.get("market", ""),
+                    labels.get("endpoint", "")))
+    return alerts

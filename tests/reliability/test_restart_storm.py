@@ -27,7 +27,7 @@ import pytest
 
 from deploy.stack import LocalStack
 
-from .helpers import data_alerts, wait_for
+from .helpers import alerts_seen, data_alerts, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -80,11 +80,7 @@ def test_kill_9_every_period_raises_no_false_alert_and_costs_bounded_requests(tm
         storm = time.monotonic() - t0
         # The last restart is ready; one more evaluation round lets its first scrapes in.
         wait_for(lambda: stack.prom_query('algopack_up{endpoint!="hi2"} == 1'), 30, "scrapes after the last restart")
-        alerts = set()
-        for item in stack.prom_query(f"max_over_time(ALERTS[{int(storm) + 10}s])"):
-            labels = item["metric"]
-            alerts.add((labels["alertname"], labels["alertstate"], labels.get("market", ""),
-                        labels.get("endpoint", "")))
+        alerts = alerts_seen(stack, storm)
         restarts_seen = stack.prom_query(f"changes(process_start_time_seconds[{int(storm) + 10}s])")
         holes = [(i["metric"]["market"], i["metric"]["endpoint"], i["metric"]["interval"]) for i in stack.prom_query(
             f"max_over_time(algopack_missing_interval_timestamp_seconds[{int(storm) + 10}s])")]
