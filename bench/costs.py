@@ -79,15 +79,18 @@ class TimedStack(LocalStack):
         base = self.urls["iss"]
         today = self.clock.now().date()
         with requests.Session() as http:
-            for back in range(3):
+            # Oldest first: the sandbox's frame cache is an LRU bounded below three days at
+            # scale 10, so today's frames (the first polls' data) must be generated last.
+            for back in (2, 1, 0):
                 day = (today - timedelta(days=back)).isoformat()
-                for market in ("eq", "fx", "fo"):
-                    for dataset in ("tradestats", "orderstats", "obstats"):
-                        try:
-                            http.get(f"{base}/iss/datashop/algopack/{market}/{dataset}.json",
-                                     params={"date": day, "limit": 1}, timeout=120)
-                        except requests.RequestException:
-                            pass
+                routes = [(f"/iss/datashop/algopack/{market}/{dataset}.json", {"date": day, "limit": 1})
+                          for market in ("eq", "fx", "fo") for dataset in ("tradestats", "orderstats", "obstats")]
+                routes.append(("/iss/analyticalproducts/futoi/securities/RI.json", {"from": day, "till": day}))
+                for route, params in routes:
+                    try:
+                        http.get(base + route, params=params, timeout=120)
+                    except requests.RequestException:
+                        pass
             http.post(base + "/sandbox/stats/reset", timeout=10)
 
     def _start_exporter(self) -> None:

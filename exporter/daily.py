@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
@@ -37,6 +38,7 @@ SECID_COLUMNS = ("tradetime", "secid")
 KEEP_DAYS = 4            # observed days kept (a Monday compares with Friday across a weekend session)
 RETRY_SECONDS = 60.0     # a failed background download is tried again at most this often (exporter clock)
 MAX_PAGES = 2000
+PACE_MAX_SECONDS = 2.0   # a background page waits at most this long (real) for the polls in flight
 
 
 # ---- streamed aggregation ---------------------------------------------------------------
@@ -95,23 +97,40 @@ def _start_of(day: date) -> float:
     return datetime.combine(day, datetime.min.time(), tzinfo=MSK).timestamp()
 
 
-def stream_interval_counts(client, path: str, calendar, market: str, day: date) -> dict[str, int]:
+def paced(pages: Iterable, pace: Callable[[], None] | None) -> Iterator:
+    """The pages of `pages`, `pace()` called before each request (the next page is only asked
+    for when the iteration moves on): a background read lets the polls in flight go first."""
+    iterator = iter(pages)
+    while True:
+        if pace is not None:
+            pace()
+        try:
+            page = next(iterator)
+        except StopIteration:
+            return
+        yield page
+        del page
+
+
+def stream_interval_counts(client, path: str, calendar, market: str, day: date,
+                           pace: Callable[[], None] | None = None) -> dict[str, int]:
     """Distinct secids per interval of `day` from its all-instruments route, page by page.
-    A weekend session filed under its next trading day: that day's rows loaded on `day`."""
+    A weekend session filed under its next trading day: that day's rows loaded on `day`.
+    `pace` is called before every page request (Background.pace)."""
     counts: dict[str, int] = {}
     for filed in checks.polled_dates(calendar, market, day):
         counter = IntervalCounter()
         if filed == day:
             pages = client.iter_pages(path, {"date": filed.isoformat()}, required_columns=SECID_COLUMNS,
                                       columns=SECID_COLUMNS, all_pages=True, max_pages=MAX_PAGES)
-            for page in pages:
+            for page in paced(pages, pace):
                 counter.add(page.values(*SECID_COLUMNS))
                 del page  # one page at a time
         else:
             since, until = _start_of(day), _start_of(day + timedelta(days=1))
             pages = client.iter_pages(path, {"date": filed.isoformat()}, required_columns=SECID_COLUMNS,
                                       columns=(*SECID_COLUMNS, "systime"), all_pages=True, max_pages=MAX_PAGES)
-            for page in pages:
+            for page in paced(pages, pace):
                 counter.add((r["tradetime"], r["secid"]) for r in checks.loaded_since(page, since, until))
                 del page
         log.debug("streamed %s day=%s filed=%s pages=%d rows=%d", path, day, filed, pages.pages, counter.rows)
@@ -121,14 +140,22 @@ def stream_interval_counts(client, path: str, calendar, market: str, day: date) 
     return counts
 
 
-def stream_most_liquid(client, path: str, params: Mapping[str, Any]) -> str | None:
-    """The secid with the largest summed `val` of an all-instruments read, page by page."""
+def stream_value_totals(client, path: str, params: Mapping[str, Any],
+                        pace: Callable[[], None] | None = None) -> ValueTotals:
+    """Summed `val` per secid of an all-instruments read, page by page."""
     totals = ValueTotals()
-    for page in client.iter_pages(path, params, required_columns=("secid", "val"), columns=("secid", "val"),
-                                  all_pages=True, max_pages=MAX_PAGES):
+    pages = client.iter_pages(path, params, required_columns=("secid", "val"), columns=("secid", "val"),
+                              all_pages=True, max_pages=MAX_PAGES)
+    for page in paced(pages, pace):
         totals.add(page.values("secid", "val"))
         del page
-    return totals.best()
+    return totals
+
+
+def stream_most_liquid(client, path: str, params: Mapping[str, Any],
+                       pace: Callable[[], None] | None = None) -> str | None:
+    """The secid with the largest summed `val` of an all-instruments read, page by page."""
+    return stream_value_totals(client, path, params, pace).best()
 
 
 # ---- carried over: the state's observed counts ------------------------------------------
@@ -183,33 +210,72 @@ def with_prev_day(state: PairState, prev: date, counts: Mapping[str, int]) -> Pa
 
 
 class Background:
-    """Downloads off the poll path: at most one thread per key; after a failure the key is
-    tried again no sooner than RETRY_SECONDS (exporter clock) later. `drain()` waits for all
-    (tests, shutdown)."""
+    """Downloads off the poll path, one at a time in one worker thread (started when work
+    comes, gone when the queue is empty): a key is queued once; after a failure it is tried
+    again no sooner than RETRY_SECONDS (exporter clock) later. `drain()` waits for all
+    (tests, shutdown).
+
+    Polls go first: a poll runs inside `foreground()`, and a background read calls `pace()`
+    before each page request, which waits (at most PACE_MAX_SECONDS) until no poll is in
+    flight. So the first polls after a start (and `/-/ready`) never queue behind a day's
+    pages on the ISS connection or its server; the same pages are read, just after them."""
 
     def __init__(self, clock) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._running: dict[tuple, threading.Thread] = {}
+        self._running: dict[tuple, Callable[[], None]] = {}   # queued or running, in order
+        self._worker: threading.Thread | None = None
         self._failed_at: dict[tuple, float] = {}
+        self._polls = 0
+        self._no_polls = threading.Condition(threading.Lock())
+
+    @contextmanager
+    def foreground(self) -> Iterator[None]:
+        """Mark a poll in flight (background pages wait for it)."""
+        with self._no_polls:
+            self._polls += 1
+        try:
+            yield
+        finally:
+            with self._no_polls:
+                self._polls -= 1
+                if not self._polls:
+                    self._no_polls.notify_all()
+
+    def pace(self, max_wait: float = PACE_MAX_SECONDS) -> None:
+        """Before a background page request: wait until no poll is in flight (bounded, so a
+        background read always progresses even when polls never pause)."""
+        with self._no_polls:
+            self._no_polls.wait_for(lambda: not self._polls, timeout=max_wait)
 
     def running(self, key: tuple) -> bool:
         with self._lock:
             return key in self._running
 
     def start(self, key: tuple, work: Callable[[], None]) -> bool:
-        """Run `work` in a daemon thread unless one runs for `key` or it failed just now."""
+        """Queue `work` for the worker unless `key` is queued or running or failed just now."""
         with self._lock:
             if key in self._running:
                 return False
             failed = self._failed_at.get(key)
             if failed is not None and self.clock.timestamp() - failed < RETRY_SECONDS:
                 return False
-            thread = threading.Thread(target=self._run, args=(key, work), name=f"daily-{'-'.join(map(str, key))}",
-                                      daemon=True)
-            self._running[key] = thread
-        thread.start()
+            self._running[key] = work
+            if self._worker is not None:
+                return True
+            self._worker = threading.Thread(target=self._work, name="daily-background", daemon=True)
+            worker = self._worker
+        worker.start()
         return True
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._running:
+                    self._worker = None
+                    return
+                key, work = next(iter(self._running.items()))  # the oldest; _run removes it
+            self._run(key, work)
 
     def _run(self, key: tuple, work: Callable[[], None]) -> None:
         ok = False
@@ -231,10 +297,9 @@ class Background:
     def drain(self, timeout: float | None = 30.0) -> None:
         while True:
             with self._lock:
-                threads = list(self._running.values())
-            if not threads:
+                worker = self._worker
+            if worker is None:
                 return
-            for thread in threads:
-                thread.join(timeout)
-                if thread.is_alive():
-                    return
+            worker.join(timeout)
+            if worker.is_alive():
+                return

@@ -155,7 +155,8 @@ class Poller:
                 return state
             started = time.monotonic()
             try:
-                state = self._poll_once(state, now)
+                with self.background.foreground():  # background day reads let this poll go first
+                    state = self._poll_once(state, now)
                 state = replace(state, up=True, last_success_ts=self.clock.timestamp(), last_error=None)
             except IssError as exc:
                 state = replace(state.with_error(exc.reason), up=False, last_error=str(exc))
@@ -330,7 +331,8 @@ class Poller:
         market, endpoint = pair
         path = datasets.get(endpoint).day_route(market)
         try:
-            counts = daily.stream_interval_counts(self.client, path, self.calendars.current, market, prev)
+            counts = daily.stream_interval_counts(self.client, path, self.calendars.current, market, prev,
+                                                  pace=self.background.pace)
         except IssError as exc:
             with self._pair_locks[pair]:  # counted with the pair's errors (the pair stays up)
                 self.store.put(self.store.get(pair).with_error(exc.reason), self.clock.timestamp())

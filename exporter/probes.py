@@ -8,8 +8,15 @@ from today's rows (`latest=1`) when that contract has no row today (it expired).
 When an earlier choice exists (yesterday's, or persisted), the day's choice is read in the
 background and the earlier contract is polled meanwhile, so the first poll (and
 `/-/ready`) never waits for a whole day of tradestats; once the choice lands, the next poll
-switches (and reads the new contract's day from its start). Only the very first start,
-with no earlier choice at all, reads it on the poll path.
+switches (and reads the new contract's day from its start).
+
+With no earlier choice at all (a cold start), a provisional choice is made from today's
+newest interval (`latest=1`, by="latest": one small request, once a bucket of today has
+ended) and refined in the background from the previous day's traded value (by="prev-day";
+the next poll switches when it differs). Only when today has no row yet (before the
+session's first bucket is out) is the previous day read on the poll path; `/-/ready` does
+not wait for that case, as a pair is polled at start only once its session has begun.
+Background reads let the polls go first (daily.Background.pace).
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class Probes:
         self.params = params
         self._lock = threading.Lock()
         self.background = background
+        # Secids of today's newest interval seen by a provisional choice (market, day) -> set.
+        self._trading: dict[tuple[str, date], frozenset[str]] = {}
 
     def probe_for(self, market: str, endpoint: str, today: date) -> str:
         market_cfg = self.config.markets[market]
@@ -54,16 +63,72 @@ class Probes:
     def auto_probe(self, market: str, today: date) -> str:
         """Most liquid contract by the previous trading day's traded value; once per day
         (re-chosen from today's rows when that contract has none: `rechoose`)."""
-        cached = self.store.probe(market, today)
-        if cached:
-            return cached
-        earlier = self.store.last_probe(market)
-        if earlier is not None and self.background is not None:
-            self.background.start(("probe", market, today), lambda: self._choose(market, today))
-            return earlier
+        choice = self.store.probe_choice(market, today)
+        if choice is not None:
+            if choice.by == "latest" and self.background is not None:
+                self._refine_later(market, today)  # provisional (a failed refinement or a restart)
+            return choice.secid
+        if self.background is not None:
+            earlier = self.store.last_probe(market)
+            if earlier is not None:
+                self.background.start(("probe", market, today),
+                                      lambda: self._choose(market, today, pace=self.background.pace))
+                return earlier
+            provisional = self._provisional(market, today)
+            if provisional:
+                return provisional
         return self._choose(market, today)
 
-    def _choose(self, market: str, today: date) -> str:
+    def _provisional(self, market: str, today: date) -> str | None:
+        """Cold start: the most liquid contract of today's newest interval (one `latest=1`
+        read), refined in the background; None when today can have no row yet."""
+        now = self.clock.now()
+        if not any(end <= now for end in self.calendars.current.expected_buckets(market, today)):
+            return None
+        path = datasets.liquidity().day_route(market)
+        with self._lock:  # the market's other pairs wait for this one request, then use its answer
+            cached = self.store.probe(market, today)
+            if cached:
+                return cached
+            totals = daily.stream_value_totals(self.client, path, {"date": today.isoformat(), "latest": 1})
+            secid = totals.best()
+            if not secid:
+                return None
+            self._trading = {(market, today): frozenset(totals.totals)}
+            self.store.set_probe(market, today, secid, by="latest")
+        log.info("probe chosen provisionally market=%s secid=%s by=latest-interval-val day=%s", market, secid, today)
+        self._refine_later(market, today)
+        return secid
+
+    def _refine_later(self, market: str, today: date) -> None:
+        self.background.start(("probe", market, today), lambda: self._refine(market, today))
+
+    def _refine(self, market: str, today: date) -> None:
+        """The background half of `_provisional`: the previous day's traded value decides."""
+        path = datasets.liquidity().day_route(market)
+        prev = self.calendars.current.previous_working_day(today, market)
+        secid = daily.stream_most_liquid(self.client, path, {"date": prev.isoformat()}, pace=self.background.pace)
+        with self._lock:
+            choice = self.store.probe_choice(market, today)
+            if choice is None or choice.by != "latest":
+                return  # chosen otherwise meanwhile
+            if not secid:
+                log.warning("probe kept market=%s secid=%s reason=no-rows-prev-day day=%s", market, choice.secid, prev)
+                self.store.set_probe(market, today, choice.secid, by="today")
+                return
+            trading = self._trading.get((market, today))
+            if trading is not None and secid not in trading and secid != choice.secid:
+                # Yesterday's leader has no row in today's newest interval (it expired): the
+                # choice from today's rows stands, as `rechoose` would decide.
+                log.warning("probe re-chosen market=%s old=%s new=%s reason=no-rows-today", market, secid,
+                            choice.secid)
+                self.store.set_probe(market, today, choice.secid, by="today")
+                return
+            log.info("probe chosen market=%s secid=%s by=tradestats-val day=%s provisional=%s", market, secid, prev,
+                     choice.secid)
+            self.store.set_probe(market, today, secid, by="prev-day")
+
+    def _choose(self, market: str, today: date, pace=None) -> str:
         with self._lock:
             cached = self.store.probe(market, today)
             if cached:
@@ -73,7 +138,7 @@ class Probes:
             secid = None
             by = "prev-day"
             for day, params in ((prev, {"date": prev.isoformat()}), (today, {"date": today.isoformat(), "latest": 1})):
-                secid = daily.stream_most_liquid(self.client, path, params)  # page by page
+                secid = daily.stream_most_liquid(self.client, path, params, pace=pace)  # page by page
                 if secid:
                     by = "prev-day" if day == prev else "today"
                     log.info("probe chosen market=%s secid=%s by=tradestats-val day=%s", market, secid, day)
