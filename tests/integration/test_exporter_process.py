@@ -201,7 +201,9 @@ def test_1000_half_open_connections_cost_no_threads_and_scrapes_stay_fast(tmp_pa
                 assert response.status_code == 200 and "algopack_up" in response.text
         threads = _proc_status(proc.pid, "Threads")
         assert statistics.median(times) < 0.1, times
-        assert threads <= threads_before + 1 and threads <= 20, (threads_before, threads)
+        # Connections cost no thread; at most the background day-read worker and a poll worker
+        # that the schedule starts meanwhile (threads that exist whatever HTTP clients do).
+        assert threads <= threads_before + 2 and threads <= 24, (threads_before, threads)
     finally:
         for sock in socks:
             sock.close()
