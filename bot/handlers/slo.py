@@ -31,6 +31,7 @@ from bot import texts
 from bot.context import BotContext, BotState
 from bot.handlers.common import LIMIT, fit_lines
 from bot.ops import OpsError, Prometheus
+from exporter import datasets
 from exporter.calendar import MARKETS, Calendar, trading_markets
 from exporter.clock import MSK, Clock
 
@@ -38,7 +39,7 @@ log = logging.getLogger("bot")
 
 QUANTILES = (0.5, 0.95, 0.99)
 Pair = tuple[str, str]
-ENDPOINT_ORDER = ("tradestats", "orderstats", "obstats", "futoi")
+ENDPOINT_ORDER = datasets.names()  # rows in the registry's order
 
 
 @dataclass(frozen=True)
