@@ -37,7 +37,6 @@ from .iss import IssStats
 from .state import ERROR_REASONS, REJECT_REASONS, PairState, StateStore
 
 NAN = math.nan
-MAX_MISSING_SERIES = derived.MAX_MISSING_SERIES
 
 
 def _value(value: float | None) -> float:
