@@ -91,6 +91,16 @@ def parse_block(payload: Mapping[str, Any], block: str, required_columns: Iterab
     return Table(names, rows)
 
 
+def _lacks(payload: Any, block: str, required: tuple[str, ...]) -> bool:
+    """The block is there with a column list that lacks one of `required` (case-insensitive)."""
+    data_block = payload.get(block) if isinstance(payload, Mapping) else None
+    columns = data_block.get("columns") if isinstance(data_block, Mapping) else None
+    if not isinstance(columns, list):
+        return False
+    names = {str(name).lower() for name in columns}
+    return any(name not in names for name in required)
+
+
 def parse_cursor(payload: Mapping[str, Any], block: str) -> dict[str, int] | None:
     """`<block>.cursor` → {"index", "total", "pagesize"}, or None when absent."""
     cursor = payload.get(f"{block}.cursor") if isinstance(payload, Mapping) else None
@@ -115,6 +125,10 @@ class PageSource(Protocol):
 
     def _log_truncation_once(self, path: str, rows: int) -> None: ...
 
+    def _trimming_refused(self, path: str) -> bool: ...
+
+    def _refuse_trimming(self, path: str) -> None: ...
+
 
 class PageStream:
     """The pages of one block read (`IssClient.iter_pages`): iterate for one Table per page.
@@ -135,7 +149,8 @@ class PageStream:
         self.params: dict[str, Any] = dict(params or {})
         self.params["iss.meta"] = "off"
         self.params["iss.only"] = f"{block},{block}.cursor"
-        if self.keep:
+        self.trimmed = bool(self.keep) and not client._trimming_refused(path)
+        if self.trimmed:
             self.params[f"{block}.columns"] = ",".join(self.keep)
         self.all_pages = all_pages
         self.start = start
@@ -158,6 +173,16 @@ class PageStream:
                 shown = mask_secrets(error_text, client._secrets())
                 log.warning("iss_error_message path=%s text=%s", describe_url(path, page_params), shown)
                 raise IssError("iss_error", f"GET {describe_url(path)}: ISS: {shown}", self.status)
+            if self.trimmed and _lacks(payload, block, self.required):
+                # ISS trimmed away a column we need (e.g. it matched `systime` against
+                # `SYSTIME` case-sensitively): ask again without trimming, and never trim
+                # this path again (the table is still trimmed here, client-side).
+                client._refuse_trimming(path)
+                self.trimmed = False
+                del self.params[f"{block}.columns"]
+                log.warning("iss_columns_refused path=%s: the answer lacked a required column with %s.columns;"
+                            " asking for every column from now on", describe_url(path), block)
+                continue
             table = parse_block(payload, block, self.required)
             cursor = parse_cursor(payload, block)
             del payload

@@ -70,6 +70,7 @@ class IssClient(_Passport, _Transport):
         self._backoff_until = 0.0  # monotonic; no request is sent before it
         self._throttle_streak = 0
         self._truncation_logged: set[str] = set()
+        self._untrimmed: set[str] = set()  # paths whose `<block>.columns` ISS answered without a needed column
         self._watchdog = _Watchdog()
 
         # pool_maxsize >= the pairs polled at once (one worker per pair, scheduler.py): a
@@ -142,6 +143,13 @@ class IssClient(_Passport, _Transport):
         if path.startswith(("http://", "https://")):
             return path
         return f"{self._base}/{path.lstrip('/')}"
+
+    def _trimming_refused(self, path: str) -> bool:
+        return describe_url(path) in self._untrimmed
+
+    def _refuse_trimming(self, path: str) -> None:
+        if len(self._untrimmed) < 256:
+            self._untrimmed.add(describe_url(path))
 
     def _secrets(self) -> tuple[str | None, ...]:
         return (self.cfg.api_key, self.cfg.passport_password, self.cfg.passport_login, self._cert)

@@ -143,6 +143,32 @@ def test_columns_param_sent_and_frame_trimmed_even_if_ignored(fake):
     assert list(result.table.columns) == ["tradetime", "systime", "secid"]
 
 
+def test_columns_trimmed_away_by_iss_are_asked_again_untrimmed_and_never_trimmed_again(fake, caplog):
+    """A `data.columns` that ISS matched case-sensitively (`systime` vs `SYSTIME`) and so
+    answered without a needed column: the poll is not lost, the page is asked again without
+    trimming, and this path is not trimmed again (one extra request, once per path)."""
+    def route(seen: Seen) -> Reply:
+        wanted = seen.params.get("data.columns")
+        if wanted is None:
+            return js(page(rows(2)))
+        keep = [i for i, name in enumerate(COLUMNS) if name in wanted.split(",")]  # case-sensitive
+        return js(page([[row[i] for i in keep] for row in rows(2)], columns=[COLUMNS[i] for i in keep]))
+
+    fake.reply = route
+    required = ("tradedate", "tradetime", "systime")
+    with client_for(fake) as client, caplog.at_level(logging.WARNING, logger="exporter.iss"):
+        first = client.get_block(PATH, columns=required, required_columns=required)
+        second = client.get_block(PATH, columns=required, required_columns=required)
+        other = client.get_block(PATH.replace("SBER", "GAZP"), columns=required, required_columns=required)
+    # remembered per path: another instrument's route is tried trimmed once
+    assert [s.params.get("data.columns") for s in fake.seen] == [
+        "tradedate,tradetime,systime", None, None, "tradedate,tradetime,systime", None]
+    for result in (first, second, other):
+        assert list(result.table.columns) == ["tradedate", "tradetime", "systime"]  # trimmed client-side
+        assert len(result.table) == 2
+    assert sum("iss_columns_refused" in r.getMessage() for r in caplog.records) == 2
+
+
 def test_other_block_name(fake):
     futoi_rows = [["ri", "x"], ["ri", "y"]]
     # no cursor block (FUTOI, iss-api §11): one request, `start` ignored by ISS
