@@ -3,8 +3,9 @@
 A bucket labelled T (its END) is published a few seconds after T. So a pair is polled
 once at T + publish_offset; only while that bucket is late is it retried every
 `interval`, plus once just before the bucket would count as missing (T + grace) and once
-just before the lag would cross the alert threshold. Outside sessions nothing is polled
-until the next session's first bucket is due.
+just before the lag would cross the alert threshold. Once it counts as missing, the next
+poll is the next bucket's (a stopped feed costs three polls a bucket, not one a minute).
+Outside sessions nothing is polled until the next session's first bucket is due.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ class RhythmParams:
 
 def first_pending_bucket(calendar: Calendar, market: str, now: datetime, last_seen: float | None,
                          params: RhythmParams) -> datetime | None:
-    """Earliest bucket of today after the newest seen one, skipping sessions long over.
+    """The bucket to chase: the earliest of today after the newest seen one, skipping
+    sessions long over, and skipping a bucket that already counts as missing (its grace has
+    run out) when a later bucket of its session is still to come: polling faster than the
+    data's rhythm for a missing bucket shows nothing new (the hole appears on the scrape
+    after its grace either way; a late row is still read by the next bucket's poll).
 
     A "seen" bucket that cannot have been published yet (its end later than now + 60 s: a
     bad row that slipped through) is ignored, so it never moves the next poll hours ahead."""
@@ -54,7 +59,9 @@ def first_pending_bucket(calendar: Calendar, market: str, now: datetime, last_se
         bucket = session.start + step
         while bucket <= session.end:
             if last_seen is None or bucket.timestamp() > last_seen + 0.5:
-                return bucket
+                window_open = now < bucket + params.grace - DEADLINE_MARGIN
+                if window_open or bucket + step > session.end:
+                    return bucket
             bucket += step
     return None
 

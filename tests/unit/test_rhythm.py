@@ -39,12 +39,31 @@ def test_late_bucket_is_retried_and_polled_just_before_it_counts_as_missing():
     # 10:11:55, just before it would count as missing (grace 120 s − 5 s).
     assert next_intraday_poll(CAL, "eq", at(10, 10, 21), seen, seen + 9, PARAMS) == at(10, 11, 21)
     assert next_intraday_poll(CAL, "eq", at(10, 11, 21), seen, seen + 9, PARAMS) == at(10, 11, 55)
-    assert next_intraday_poll(CAL, "eq", at(10, 11, 56), seen, seen + 9, PARAMS) == at(10, 12, 56)
+    # Then it counts as missing: the next poll is the 10:15 bucket's (no retry every minute:
+    # the hole shows on the scrape after 10:12 without a poll).
+    assert next_intraday_poll(CAL, "eq", at(10, 11, 56), seen, seen + 9, PARAMS) == at(10, 14, 59)
+    assert next_intraday_poll(CAL, "eq", at(10, 11, 56), seen, None, PARAMS) == at(10, 15, 20)
+
+
+def test_a_stopped_feed_is_polled_three_times_a_bucket():
+    seen = at(10, 5).timestamp()
+    moments, now = [], at(10, 10, 20)
+    while now < at(10, 30):
+        moments.append(now.strftime("%H:%M:%S"))
+        now = next_intraday_poll(CAL, "eq", now + timedelta(seconds=1), seen, None, PARAMS)
+    assert moments == ["10:10:20", "10:11:21", "10:11:55", "10:15:20", "10:16:21", "10:16:55",
+                       "10:20:20", "10:21:21", "10:21:55", "10:25:20", "10:26:21", "10:26:55"]
+
+
+def test_the_last_bucket_of_a_session_is_chased_until_the_session_is_long_over():
+    seen = at(18, 35).timestamp()   # 18:40 (the main session's last) never comes
+    assert next_intraday_poll(CAL, "eq", at(18, 41, 56), seen, None, PARAMS) == at(18, 42, 56)
+    assert next_intraday_poll(CAL, "eq", at(18, 44, 1), seen, None, PARAMS) == at(19, 10, 20)
 
 
 def test_poll_just_before_the_lag_threshold():
     seen = at(10, 5).timestamp()
-    # Long stop: retries every minute, and one 10 s before lag reaches 600 s.
+    # Long stop: one poll 10 s before lag reaches 600 s.
     moment = next_intraday_poll(CAL, "eq", at(10, 14, 55), seen, at(10, 5, 10).timestamp(), PARAMS)
     assert moment == at(10, 15, 0)
 
