@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -234,6 +235,17 @@ def polled_dates(calendar: Calendar, market: str, day: date) -> tuple[date, ...]
     return (day,)
 
 
+def filed_before(calendar: Calendar, market: str, day: date, filed: date) -> bool:
+    """Rows filed under `filed` may include rows of a day before `day`: an earlier weekend
+    session whose rows ISS may file under `filed` (polled_dates). Only then does a read of
+    `filed` on `day` need SYSTIME to tell that day's rows from today's (`loaded_since`)."""
+    for back in range(1, _WEEKEND_LOOKAHEAD_DAYS + 1):
+        earlier = day - timedelta(days=back)
+        if weekend_session(calendar, market, earlier) and filed in polled_dates(calendar, market, earlier):
+            return True
+    return False
+
+
 def comparison_day(calendar: Calendar, market: str, day: date, lookback_days: int = 14) -> date | None:
     """The previous trading day of the same kind, whose secid counts `day` is compared with:
     an ordinary day with the previous ordinary day (a Monday with Friday, not with Sunday's
@@ -246,6 +258,18 @@ def comparison_day(calendar: Calendar, market: str, day: date, lookback_days: in
         if calendar.is_working_day(candidate, market) and weekend_session(calendar, market, candidate) == kind:
             return candidate
     return None
+
+
+def needs_whole_day(expected: Iterable[float], known: AbstractSet[float], newest: float | None, now_ts: float,
+                    horizon: float) -> bool:
+    """A read of the newest bucket only (`latest=1`) is not enough: nothing is known yet
+    (`newest` None), or an expected bucket up to `newest` is not `known` while its row could
+    still come and count (within `horizon` = grace + the SLO's window of its end). Used
+    before such a read (known = seen) and on its answer (known = seen + the answer's)."""
+    if newest is None:
+        return True
+    have = {round(b) for b in known}
+    return any(b <= newest + 0.5 and round(b) not in have and now_ts - b <= horizon for b in expected)
 
 
 def loaded_since(rows: Any, since_ts: float, until_ts: float | None = None) -> list[dict[str, Any]]:

@@ -55,6 +55,7 @@ class Poller:
         # Previous-day reads (only when not carried over): off the poll path (exporter/daily.py).
         self.background = daily.Background(clock)
         self.probes = Probes(config, client, calendars, clock, store, self.params, self.background)
+        self._latest_refused: set[tuple[str, str]] = set()  # pairs whose `latest=1` ISS refused
 
     # ---- planning -------------------------------------------------------------------
 
@@ -216,9 +217,39 @@ class Poller:
                             arrivals=MappingProxyType({}))
         return state
 
-    def _fetch_rows(self, state: PairState, days: tuple[date, ...], start: int) -> list[dict]:
+    def _read_single(self, state: PairState, days: tuple[date, ...], today: date) -> tuple[list[dict], checks.Rows]:
+        """A dataset without a cursor (FUTOI): every answer is the whole day so far, so ask
+        only for the newest bucket (`latest=1`, iss.latest_reads) when that is enough, and
+        read the day whole when it is not: nothing seen yet, a hole whose row may still
+        come, or an answer that skips a bucket (two published since the last poll). If ISS
+        ignores the parameter the answer is the whole day, which is complete anyway; if it
+        refuses it (an ISS error or HTTP 400), this pair stops asking."""
+        now_ts, horizon = self.clock.timestamp(), self.grace_seconds + self.window_seconds
+        expected, newest = self._expected(state), state.last_tradetime_ts if state.seen_buckets else None
+        if (self.config.iss.latest_reads and state.pair not in self._latest_refused
+                and not checks.needs_whole_day(expected, state.seen_buckets, newest, now_ts, horizon)):
+            try:
+                raw = self._fetch_rows(state, days, 0, latest=True)
+            except IssError as exc:
+                if not (exc.reason == "iss_error" or (exc.reason == "http" and exc.status == 400)):
+                    raise
+                self._latest_refused.add(state.pair)
+                log.warning("latest=1 refused market=%s endpoint=%s error=%s: reading the day whole from now on",
+                            state.market, state.endpoint, exc)
+            else:
+                rows = self._checked(checks.check_rows, raw, today, now_ts, days)
+                newest = max((newest, *rows.buckets))
+                if not checks.needs_whole_day(expected, state.seen_buckets | set(rows.buckets), newest, now_ts,
+                                              horizon):
+                    return raw, rows
+        raw = self._fetch_rows(state, days, 0)
+        return raw, self._checked(checks.check_rows, raw, today, now_ts, days)
+
+    def _fetch_rows(self, state: PairState, days: tuple[date, ...], start: int, latest: bool = False) -> list[dict]:
         spec = datasets.get(state.endpoint)
         params = {"from": _day(days[0]), "till": _day(days[-1])}
+        if latest:
+            params["latest"] = 1
         # A "single" dataset (FUTOI) has no cursor and ignores `start` (iss-api.md §11): one
         # request, the whole answer (~2 x 160 rows for one ticker and day, under its 1000-row
         # cap), so it asks only for its time columns (`<block>.columns`; if ISS ignores it,
@@ -232,8 +263,9 @@ class Poller:
     def _poll_rows(self, state: PairState, today: date) -> PairState:
         """Read the probe's new rows of today; bad rows are skipped and counted, never fatal."""
         days = checks.polled_dates(self.calendars.current, state.market, today)
+        rows = None
         if datasets.get(state.endpoint).paging == "single":
-            raw = self._fetch_rows(state, days, 0)
+            raw, rows = self._read_single(state, days, today)
             rows_seen, last_key = len(raw), None
         else:
             start = max(state.rows_seen - 1, 0)
@@ -249,7 +281,7 @@ class Poller:
             # ISS's offsets count every row, the rejected ones too.
             rows_seen = start + len(raw)
             last_key = checks.row_key(raw[-1]) if raw else state.last_row_key
-        rows = self._checked(checks.check_rows, raw, today, self.clock.timestamp(), days)
+        rows = rows or self._checked(checks.check_rows, raw, today, self.clock.timestamp(), days)
         counted = state.with_rejected(rows.rejected)
         if counted is not state:
             for reason in checks.REJECT_REASONS:
@@ -284,9 +316,14 @@ class Poller:
         path = datasets.get(state.endpoint).day_route(state.market)
         newest = None
         start_of_day = self._start_of_day(today)
-        for day in checks.polled_dates(self.calendars.current, state.market, today):
+        calendar = self.calendars.current
+        for day in checks.polled_dates(calendar, state.market, today):
+            # SYSTIME only when the date may hold an earlier (weekend) session's rows: it halves
+            # the answer (~250 rows of secid + tradetime for eq) on every other day.
+            columns = (*SECID_COLUMNS, "systime") if checks.filed_before(calendar, state.market, today, day) \
+                else SECID_COLUMNS
             result = self.client.get_block(path, {"date": _day(day), "latest": 1}, required_columns=SECID_COLUMNS,
-                                           columns=(*SECID_COLUMNS, "systime"), all_pages=True)
+                                           columns=columns, all_pages=True)
             # A weekend session's rows filed under today's date are not today's interval.
             rows = checks.loaded_since(result.table, start_of_day)
             newest = self._checked(checks.newest_interval_secids, rows)

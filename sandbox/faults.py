@@ -28,7 +28,8 @@ SCOPE_DATASETS = (*registry.names(), "calendar", "authenticate")  # at import; c
 REQUEST_KNOBS = ("http_error", "hang", "malformed", "html", "empty", "break_paging", "missing_columns",
                  "throttle", "error_message", "no_subscription", "drip", "redirect", "gzip_bomb")
 DATA_KNOBS = ("stop", "slow", "delay_profile", "drop_intervals", "drop_secids", "hi2_late",
-              "bad_row", "weekend_tradedate", "expire", "secid_daypattern")
+              "bad_row", "weekend_tradedate", "expire", "secid_daypattern", "latest_per_instrument")
+LATEST_MODES = ("honoured", "ignored", "refused")
 BAD_ROW_KINDS = ("empty_time", "null_time", "other_day", "future_systime", "off_grid")
 DEFAULT_ERROR_MESSAGE = "Запрос не может быть обработан. Попробуйте повторить позже."
 AUTH_KNOBS = ("expire_auth", "cookie_ttl", "auth_html")
@@ -297,6 +298,9 @@ class Faults:
             elif name == "expire_auth":
                 self.auth_generation += 1
                 return
+            elif name == "latest_per_instrument":
+                if params.setdefault("mode", "ignored") not in LATEST_MODES:
+                    raise FaultError(f"latest_per_instrument: mode must be one of {', '.join(LATEST_MODES)}")
             elif name == "cookie_ttl":
                 params["seconds"] = float(params.get("seconds", 3600))
             self._active.setdefault(name, {})[(market, dataset)] = Knob(name, market, dataset, params, now, count)

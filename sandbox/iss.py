@@ -776,7 +776,14 @@ class _Handler(BaseHTTPRequestHandler):
             while day <= last:
                 segments.extend(self._day_segments(market, dataset, day, today, now_ts, secid, columns, next_mode))
                 day += timedelta(days=1)
-        if query.get("latest") in ("1", "true") and segments:
+        latest = query.get("latest") in ("1", "true")
+        if latest and kind != "day":
+            # Unverified on per-instrument routes (iss-api.md §3): knob latest_per_instrument.
+            mode = (iss.faults.peek("latest_per_instrument", market, dataset) or {}).get("mode", "honoured")
+            if mode == "refused":
+                raise HttpError(400, "latest is not supported on this route")
+            latest = mode == "honoured"
+        if latest and segments:
             # the newest bucket (with a bad_row row placed right after it, if any)
             newest = max((i for i, seg in enumerate(segments) if seg[1] is not None), default=len(segments) - 1)
             segments = segments[newest:]

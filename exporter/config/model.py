@@ -46,6 +46,10 @@ class IssConfig:
     retries: int = 2
     backoff_seconds: float = 0.5
     user_agent: str = f"algopack-monitor/{__version__}"
+    # Ask `latest=1` for the incremental read of a dataset without a cursor (FUTOI, whose every
+    # answer is otherwise the whole day). Whether ISS honours it there is unverified (§3); the
+    # poller checks each answer for gaps and reads the day whole when it does not fit.
+    latest_reads: bool = True
     passport_login: str | None = field(default=None, repr=False)
     passport_password: str | None = field(default=None, repr=False)
     api_key: str | None = field(default=None, repr=False)

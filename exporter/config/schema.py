@@ -34,7 +34,7 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", re.IGNORECASE)
 
 _SCHEMA: dict[str, Any] = {
     "iss": {"base_url", "auth", "passport_url", "timeout_seconds", "max_response_bytes", "retries",
-            "backoff_seconds", "user_agent"},
+            "backoff_seconds", "user_agent", "latest_reads"},
     "calendar": {"file", "reload_interval_seconds", "sync"},
     "poll": {"interval_seconds", "publish_offset_seconds", "publish_grace_seconds", "missing_window_seconds",
              "max_workers"},

@@ -75,6 +75,7 @@ def _read_iss(raw: Mapping[str, Any], environ: Mapping[str, str], checker: _Chec
         retries=int(r.number("retries", IssConfig.retries, strict=False, integer=True)),
         backoff_seconds=r.number("backoff_seconds", IssConfig.backoff_seconds, strict=False),
         user_agent=r.string("user_agent", IssConfig.user_agent) or IssConfig.user_agent,
+        latest_reads=r.boolean("latest_reads", IssConfig.latest_reads),
         passport_login=secrets[ENV_PASSPORT_LOGIN],
         passport_password=secrets[ENV_PASSPORT_PASSWORD],
         api_key=secrets[ENV_API_KEY],

@@ -54,11 +54,13 @@ def supercandles_page(rows: list[list], start: int, columns: list[str] = EQ_TRAD
 class Exporter:
     """The real exporter pieces against a FakeIss on a manual clock."""
 
-    def __init__(self, tmp_path: Path, iss: FakeIss, start: datetime, markets: dict, days: str = ""):
+    def __init__(self, tmp_path: Path, iss: FakeIss, start: datetime, markets: dict, days: str = "",
+                 iss_options: dict | None = None):
         self.clock = ManualClock(start)
         calendar = tmp_path / "calendar.yml"
         calendar.write_text(calendar_text(days))
-        config = {"iss": {"base_url": iss.url, "auth": "none", "timeout_seconds": 2, "retries": 0},
+        config = {"iss": {"base_url": iss.url, "auth": "none", "timeout_seconds": 2, "retries": 0,
+                          **(iss_options or {})},
                   "calendar": {"file": str(calendar)},
                   "poll": {"interval_seconds": 60, "publish_offset_seconds": 20, "publish_grace_seconds": 120},
                   "markets": markets}

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from exporter.clock import MSK, ManualClock
+from sandbox.faults import FaultError
 from sandbox.iss import SandboxIss
 from sandbox.procs import ManagedProcess, free_port, python_module, wait_http
 
@@ -728,3 +729,23 @@ def test_weekend_tradedate_next(tmp_path):
         assert fetch_all(http, iss, TS, date=sat)[1] == 0
         control(http, iss, "DELETE", "/sandbox/faults/weekend_tradedate")        # back to calendar dates
         assert {r[0] for r in fetch_all(http, iss, TS, date=sat)[0]} == {sat}
+
+
+@pytest.mark.parametrize("mode", ["honoured", "ignored", "refused"])
+def test_latest_per_instrument_knob(iss, http, mode):
+    """`latest=1` on per-instrument routes is unverified (iss-api.md §3): honoured by default,
+    or ignored (the whole day), or refused (400); the all-instruments route always honours it."""
+    if mode != "honoured":
+        iss.faults.set("latest_per_instrument", market="fo", dataset="futoi", mode=mode)
+    whole = get(http, iss, FUTOI_RI).json()["futoi"]["data"]
+    answer = http.get(iss.url + FUTOI_RI, params={"latest": 1}, timeout=10)
+    if mode == "refused":
+        assert answer.status_code == 400
+    else:
+        rows = answer.json()["futoi"]["data"]
+        assert rows == (whole[:2] if mode == "honoured" else whole)
+    # other routes keep honouring it
+    day = get(http, iss, TS, latest=1, date=DAY).json()["data"]["data"]
+    assert len({(row[0], row[1]) for row in day}) == 1
+    with pytest.raises(FaultError, match="mode must be one of"):
+        iss.faults.set("latest_per_instrument", mode="sometimes")

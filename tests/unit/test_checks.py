@@ -117,6 +117,30 @@ def test_polled_dates_on_weekend_sessions_include_the_next_ordinary_trading_day(
     assert checks.polled_dates(CAL, "fx", date(2026, 11, 21)) == (date(2026, 11, 21),)  # fx does not trade
 
 
+def test_filed_before_only_where_an_earlier_weekend_session_may_file_rows_under_that_date():
+    """The coverage read asks for SYSTIME only then (it halves the answer on other days)."""
+    tue, sat, sun, wed = date(2026, 11, 24), date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 25)
+    assert checks.filed_before(CAL, "eq", tue, tue)           # Sat/Sun rows may be filed under Tue
+    assert checks.filed_before(CAL, "eq", sun, tue)           # Sunday reads Tue: Saturday's rows there
+    assert not checks.filed_before(CAL, "eq", sat, sat)       # nothing earlier is filed under Sat
+    assert not checks.filed_before(CAL, "eq", sun, sun)
+    assert not checks.filed_before(CAL, "eq", wed, wed)       # an ordinary day after an ordinary one
+    assert not checks.filed_before(CAL, "fx", tue, tue)       # fx had no weekend session
+
+
+def test_needs_whole_day_when_nothing_is_known_a_bucket_is_skipped_or_a_hole_may_still_fill():
+    grid = [1000.0 + 300 * i for i in range(6)]         # six buckets, 300 s apart
+    horizon = 1920.0                                     # grace 120 + SLO window 1800
+    assert checks.needs_whole_day(grid, set(), None, grid[2], horizon)                 # nothing seen yet
+    seen = set(grid[:3])
+    assert not checks.needs_whole_day(grid, seen, grid[2], grid[3], horizon)           # all up to newest seen
+    assert not checks.needs_whole_day(grid, seen | {grid[3]}, grid[3], grid[3], horizon)  # answer: the next one
+    assert checks.needs_whole_day(grid, seen | {grid[4]}, grid[4], grid[4], horizon)   # answer skipped grid[3]
+    holed = {grid[0], grid[2]}                                                          # grid[1] never came
+    assert checks.needs_whole_day(grid, holed, grid[2], grid[2] + 60, horizon)         # it may still come
+    assert not checks.needs_whole_day(grid, holed, grid[2], grid[1] + horizon + 1, horizon)  # too late to count
+
+
 def test_missing_buckets_and_lag():
     due = [datetime(2026, 11, 25, 10, m, tzinfo=MSK) for m in (5, 10, 15)]
     seen = [due[0].timestamp(), due[2].timestamp()]
