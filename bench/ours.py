@@ -43,9 +43,11 @@ class OurRun:
     VirtualDriver (polled as the scheduler would, events at their moments)."""
 
     def __init__(self, workdir: Path, start: datetime = scenario.DAY_START, scale: float = 1.0,
-                 with_faults: bool = True, markets: dict | None = None):
+                 with_faults: bool = True, markets: dict | None = None, latest_mode: str | None = None):
         self.clock = ManualClock(start)
         self.iss = scenario.make_sandbox(self.clock, scale=scale, with_faults=with_faults)
+        if latest_mode is not None:  # sandbox knob: how ISS treats latest=1 on per-instrument routes (§3)
+            self.iss.faults.set("latest_per_instrument", mode=latest_mode)
         self.config = load_config(str(write_config(workdir, self.iss.url, markets)), environ={})
         self.app = ExporterApp(self.config, self.clock)
         self.app.poller.plan_startup(self.clock.now())
