@@ -327,15 +327,20 @@ def request_floor(res: dict) -> str | None:
     routes = ours["routes"]
     probe = sum(n for route, (n, _) in routes.items() if route.startswith("secid "))
     coverage = sum(n for route, (n, _) in routes.items() if route.endswith("/obstats") and route.startswith("day "))
+    rest = ours["day"]["requests"] - probe - coverage
     budget = old["load"].requests / 8
+    folded = probe + rest
     return (f"- Requests against the ≥ 8× target: it allows {budget:,.0f} a day. Of ours, {probe:,} are the probe "
-            "instruments' polls (one per bucket and pair, a retry a minute while a bucket is late, at most three "
-            f"a bucket) and {coverage:,} the obstats coverage reads (`latest=1` of all instruments after every new "
-            "bucket, one per market); the probe polls alone are "
-            + ("over" if probe > budget else "within") + " that budget. No ISS route returns two datasets or "
-            "two days' intervals at once, so under one request per bucket and watched pair (what judges a hole "
-            "at its grace) and the coverage read after every bucket, 8× is out of reach on this scenario "
-            "(9 intraday pairs + 3 coverage reads per bucket).")
+            "instruments' polls (one per bucket and watched pair; a late bucket is retried every minute until its "
+            f"grace, at most three polls a bucket), {coverage:,} the obstats coverage reads (`latest=1` of all "
+            f"instruments after every new bucket, one per market, as the issue asks) and {rest:,} the rest (FO "
+            f"probe choice, hi2). The probe polls alone take {probe / budget:.0%} of the budget. Even with the "
+            "obstats probe poll folded into the coverage read (one request per bucket for each of the 9 intraday "
+            f"pairs and nothing more) the day would cost ≈ {folded:,} requests ({old['load'].requests / folded:.1f}×), "
+            "and that coverage answer would then need `systime` for the probe's lag and SLO, which doubles it "
+            "(≈ +2.7 MB a day: below 1000× in bytes). No ISS route returns two datasets at once, so 8× needs fewer "
+            "than one poll per bucket and pair (holes judged after their grace) or a sparser coverage read: a "
+            "product decision, not an implementation one.")
 
 
 def costs_saturday() -> str:
