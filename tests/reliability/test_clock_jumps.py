@@ -74,6 +74,11 @@ def test_clock_back_one_hour_then_forward_one_day_keeps_the_plan_and_raises_noth
             assert state.last_tradetime_ts == at(12, 25).timestamp(), pair
 
         # --- forward 1 day: 12:30 on the 25th -> 12:30 on the 26th.
+        # The sandbox makes a day's rows lazily on its first request (seconds on a busy
+        # machine, longer than the 2 s request timeout): make the 26th's now, so the first
+        # polls after the jump measure the exporter, not the generator.
+        for market, endpoint in intraday:
+            sim.iss.data.frame(market, endpoint, at(12, 30, day=26).date())
         sim.clock.set(at(12, 30, day=26))
         # Nothing is known of the new day yet: no hole is claimed before its first poll.
         assert set(sim.pair_values("algopack_missing_intervals").values()) == {0.0}
