@@ -217,13 +217,14 @@ class Poller:
                             arrivals=MappingProxyType({}))
         return state
 
-    def _read_single(self, state: PairState, days: tuple[date, ...], today: date) -> tuple[list[dict], checks.Rows]:
+    def _read_single(self, state: PairState, days: tuple[date, ...], today: date) -> tuple[checks.Rows, int]:
         """A dataset without a cursor (FUTOI): every answer is the whole day so far, so ask
         only for the newest bucket (`latest=1`, iss.latest_reads) when that is enough, and
         read the day whole when it is not: nothing seen yet, a hole whose row may still
         come, or an answer that skips a bucket (two published since the last poll). If ISS
         ignores the parameter the answer is the whole day, which is complete anyway; if it
-        refuses it (an ISS error or HTTP 400), this pair stops asking."""
+        refuses it (an ISS error or HTTP 400), this pair stops asking. Returns the checked
+        rows and how many rows the answer had."""
         now_ts, horizon = self.clock.timestamp(), self.grace_seconds + self.window_seconds
         expected, newest = self._expected(state), state.last_tradetime_ts if state.seen_buckets else None
         if (self.config.iss.latest_reads and state.pair not in self._latest_refused
@@ -241,9 +242,9 @@ class Poller:
                 newest = max((newest, *rows.buckets))
                 if not checks.needs_whole_day(expected, state.seen_buckets | set(rows.buckets), newest, now_ts,
                                               horizon):
-                    return raw, rows
+                    return rows, len(raw)
         raw = self._fetch_rows(state, days, 0)
-        return raw, self._checked(checks.check_rows, raw, today, now_ts, days)
+        return self._checked(checks.check_rows, raw, today, now_ts, days), len(raw)
 
     def _fetch_rows(self, state: PairState, days: tuple[date, ...], start: int, latest: bool = False) -> list[dict]:
         spec = datasets.get(state.endpoint)
@@ -263,10 +264,9 @@ class Poller:
     def _poll_rows(self, state: PairState, today: date) -> PairState:
         """Read the probe's new rows of today; bad rows are skipped and counted, never fatal."""
         days = checks.polled_dates(self.calendars.current, state.market, today)
-        rows = None
         if datasets.get(state.endpoint).paging == "single":
-            raw, rows = self._read_single(state, days, today)
-            rows_seen, last_key = len(raw), None
+            rows, rows_seen = self._read_single(state, days, today)
+            last_key = None
         else:
             start = max(state.rows_seen - 1, 0)
             raw = self._fetch_rows(state, days, start)
@@ -281,7 +281,7 @@ class Poller:
             # ISS's offsets count every row, the rejected ones too.
             rows_seen = start + len(raw)
             last_key = checks.row_key(raw[-1]) if raw else state.last_row_key
-        rows = rows or self._checked(checks.check_rows, raw, today, self.clock.timestamp(), days)
+            rows = self._checked(checks.check_rows, raw, today, self.clock.timestamp(), days)
         counted = state.with_rejected(rows.rejected)
         if counted is not state:
             for reason in checks.REJECT_REASONS:

@@ -35,6 +35,12 @@ def _lower_columns(columns: Iterable[Any], block: str) -> list[str]:
     return names
 
 
+def _missing(names: Iterable[str], required: Iterable[str]) -> list[str]:
+    """The `required` columns (any case) not among the lower-cased `names`."""
+    present = set(names)
+    return [name for name in (c.lower() for c in required) if name not in present]
+
+
 def iss_error_text(payload: Any, block: str) -> str | None:
     """ISS's own error text when the answer is an ERROR_MESSAGE answer, else None.
 
@@ -82,7 +88,7 @@ def parse_block(payload: Mapping[str, Any], block: str, required_columns: Iterab
     if not isinstance(columns, list) or not isinstance(rows, list):
         raise IssError("parse", f"block {block!r} lacks columns/data lists")
     names = _lower_columns(columns, block)
-    missing = [name for name in (c.lower() for c in required_columns) if name not in names]
+    missing = _missing(names, required_columns)
     if missing:
         raise IssError("parse", f"block {block!r} lacks required column(s): {', '.join(missing)}")
     for index, row in enumerate(rows):
@@ -97,8 +103,7 @@ def _lacks(payload: Any, block: str, required: tuple[str, ...]) -> bool:
     columns = data_block.get("columns") if isinstance(data_block, Mapping) else None
     if not isinstance(columns, list):
         return False
-    names = {str(name).lower() for name in columns}
-    return any(name not in names for name in required)
+    return bool(_missing((str(name).lower() for name in columns), required))
 
 
 def parse_cursor(payload: Mapping[str, Any], block: str) -> dict[str, int] | None:
